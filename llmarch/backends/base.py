@@ -1,0 +1,75 @@
+"""The backend role: load a model once, then run timed generations."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from llmarch.metrics import TokenTimings, timings_from_token_times
+
+
+@dataclass
+class LoadInfo:
+    """What loading cost and what the loaded model holds."""
+
+    load_s: float
+    weight_bytes: int
+    peak_memory_bytes: int
+    converted: bool = False
+    convert_s: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationSample:
+    """One timed generation: the clock before it and one reading per new token.
+
+    ``token_times`` holds one ``time.perf_counter()`` reading per generation
+    step, taken once the step's tokens (one per batch row) are on the host.
+    """
+
+    prompt_tokens: int
+    new_tokens: int
+    batch: int
+    t0: float
+    token_times: list[float]
+    kv_tokens: int | None = None
+    kv_bytes_measured: int | None = None
+    kv_bytes_computed: int | None = None
+    peak_memory_bytes: int | None = None
+    output_ids: list[list[int]] | None = None
+
+    @property
+    def timings(self) -> TokenTimings:
+        return timings_from_token_times(
+            self.t0, self.token_times, prompt_tokens=self.prompt_tokens, batch=self.batch
+        )
+
+
+class Backend(ABC):
+    """Loads one model and generates from it.
+
+    >>> backend.load()
+    >>> sample = backend.generate(prompt_tokens=128, new_tokens=64, batch=1)
+    >>> sample.timings.ttft_s
+    """
+
+    NAME: ClassVar[str]
+    device: str
+    dtype: str
+
+    @abstractmethod
+    def load(self) -> LoadInfo:
+        """Load weights and tokenizer; raise LlmarchError on user-fixable problems."""
+
+    @abstractmethod
+    def generate(self, *, prompt_tokens: int, new_tokens: int, batch: int) -> GenerationSample:
+        """Greedy-decode exactly ``new_tokens`` tokens for ``batch`` prompts."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the loaded model for the run's metadata."""
+        return {}
+
+    def close(self) -> None:
+        """Free the model."""

@@ -1,0 +1,250 @@
+"""The local backend: a Hugging Face transformers model on CPU or CUDA.
+
+Timing: ``model.generate`` runs greedy decoding with a streamer that reads the
+clock each time a step's new tokens reach the host. The streamer synchronises
+CUDA first, so a reading marks the moment the token really exists. End-of-
+sequence never stops a run: the loaded model's generation config has its EOS
+id removed, so every run produces exactly the tokens asked for.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from typing import Any, ClassVar
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers imports the hub
+
+import torch  # noqa: E402
+
+from llmarch import kvcache, memory  # noqa: E402
+from llmarch.backends.base import Backend, GenerationSample, LoadInfo  # noqa: E402
+from llmarch.errors import BackendError, ConfigError, ModelError, ResourceError  # noqa: E402
+from llmarch.models import ModelRef, ensure_converted, parameter_count  # noqa: E402
+from llmarch.prompts import prompt_token_ids  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Beyond the weights, a run needs activations, logits and the allocator's slack.
+WORKING_MEMORY_BYTES = 512 * 2**20
+WEIGHT_OVERHEAD = 1.10
+GIB = 2**30
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, not '{device}'")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendError("CUDA is not available on this machine; use --device cpu.")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto`` is float32 on CPU, bfloat16 on CUDA (float16 where bf16 is absent)."""
+    if dtype != "auto" and dtype not in DTYPES:
+        raise ConfigError(
+            f"--dtype must be one of auto, {', '.join(DTYPES)}, not '{dtype}'"
+        )
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+class _TokenClock:
+    """A generate() streamer that timestamps every decoding step."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        self.times: list[float] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        # generate() first puts the 2-D prompt, then one 1-D step of new tokens.
+        if value.dim() > 1:
+            return
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+class TransformersBackend(Backend):
+    """Runs a model folder (or a converted GGUF) through transformers."""
+
+    NAME: ClassVar[str] = "transformers"
+
+    def __init__(
+        self, ref: ModelRef, *, device: str = "auto", dtype: str = "auto",
+        force: bool = False, max_tokens: int = 0, max_batch: int = 1,
+    ) -> None:
+        self.ref = ref
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.force = force
+        self.max_tokens = max_tokens
+        self.max_batch = max_batch
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.kv_layers: list[kvcache.LayerKV] = []
+
+    # -- loading -----------------------------------------------------------
+
+    def estimate_bytes(self) -> int | None:
+        """Memory the run should need: weights in the run's dtype plus slack."""
+        params = parameter_count(self.ref)
+        if params is None:
+            return None
+        weight_bytes = params * DTYPES[self.dtype].itemsize
+        if self.ref.needs_conversion:
+            # De-quantising holds float32 weights twice (state dict and model).
+            weight_bytes = max(weight_bytes, 2 * params * 4)
+        return int(weight_bytes * WEIGHT_OVERHEAD) + WORKING_MEMORY_BYTES
+
+    def check_fits(self) -> None:
+        """Stop before loading a model that clearly will not fit (unless forced)."""
+        needed = self.estimate_bytes()
+        if needed is None or self.force:
+            return
+        free = memory.available_bytes(self.device)
+        if needed > free:
+            raise ResourceError(
+                f"{self.ref.name} needs about {needed / GIB:.1f} GiB on {self.device} "
+                f"({self.dtype} weights plus working memory) but only "
+                f"{free / GIB:.1f} GiB is free; choose a smaller model or dtype, "
+                "or pass --force to try anyway."
+            )
+
+    def load(self) -> LoadInfo:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.check_fits()
+
+        with memory.PeakMemory("cpu") as convert_peak:
+            t = time.perf_counter()
+            converting = self.ref.needs_conversion
+            folder = ensure_converted(self.ref)
+            convert_s = time.perf_counter() - t if converting else None
+
+        with memory.PeakMemory(self.device) as peak:
+            t = time.perf_counter()
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(folder), dtype=DTYPES[self.dtype]
+                )
+            except OSError as exc:
+                raise ModelError(
+                    f"cannot load {self.ref.name} from {folder}: {exc}. "
+                    "The folder must hold config.json, weights and a tokenizer."
+                ) from exc
+            model.to(self.device).eval()
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            load_s = time.perf_counter() - t
+
+        # Every run must produce exactly the tokens asked for: no EOS stop.
+        self.eos_token_id = model.generation_config.eos_token_id
+        model.generation_config.eos_token_id = None
+        if model.generation_config.pad_token_id is None:
+            pad = self.tokenizer.pad_token_id
+            model.generation_config.pad_token_id = pad if pad is not None else 0
+        self.model = model
+        self.kv_layers = kvcache.layers_from_config(model.config)
+        return LoadInfo(
+            load_s=load_s,
+            weight_bytes=memory.module_weight_bytes(model),
+            peak_memory_bytes=max(peak.bytes, convert_peak.bytes if converting else 0),
+            converted=converting,
+            convert_s=convert_s,
+            details={"folder": str(folder)},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        if self.model is None:
+            return {}
+        cfg = self.model.config
+        return {
+            "model_type": getattr(cfg, "model_type", None),
+            "architectures": getattr(cfg, "architectures", None),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "kv_bytes_per_token": kvcache.kv_bytes_per_token(
+                self.kv_layers, bytes_per_element=DTYPES[self.dtype].itemsize
+            ),
+            "layers": len(self.kv_layers),
+            "sliding_window": getattr(cfg, "sliding_window", None),
+        }
+
+    # -- generation --------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(self, *, prompt_tokens: int, new_tokens: int, batch: int) -> GenerationSample:
+        from transformers import GenerationConfig
+
+        if self.model is None:
+            raise BackendError("load() must run before generate()")
+        rows = prompt_token_ids(self.tokenizer, prompt_tokens=prompt_tokens, batch=batch)
+        input_ids = torch.tensor(rows, dtype=torch.long, device=self.device)
+        attention_mask = torch.ones_like(input_ids)
+        config = GenerationConfig(
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            return_dict_in_generate=True,
+        )
+        clock = _TokenClock(self.device)
+
+        with memory.PeakMemory(self.device) as peak:
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                streamer=clock,
+            )
+
+        produced = out.sequences.shape[1] - prompt_tokens
+        if produced != new_tokens or len(clock.times) != new_tokens:
+            raise BackendError(
+                f"generate produced {produced} tokens ({len(clock.times)} steps) "
+                f"where {new_tokens} were asked for"
+            )
+        cache = getattr(out, "cache", None)
+        if cache is None:
+            cache = getattr(out, "past_key_values", None)
+        kv_tokens = prompt_tokens + new_tokens - 1
+        sample = GenerationSample(
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            batch=batch,
+            t0=t0,
+            token_times=clock.times,
+            kv_tokens=kv_tokens,
+            kv_bytes_measured=kvcache.measured_kv_bytes(cache) if cache is not None else None,
+            kv_bytes_computed=kvcache.computed_kv_bytes(
+                self.kv_layers, tokens=kv_tokens, batch=batch,
+                bytes_per_element=DTYPES[self.dtype].itemsize,
+            ),
+            peak_memory_bytes=peak.bytes,
+            output_ids=out.sequences[:, prompt_tokens:].tolist(),
+        )
+        del out, cache
+        return sample
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()

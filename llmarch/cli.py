@@ -1,0 +1,162 @@
+"""The ``llmarch`` command line: wires options to domain functions and renders.
+
+Results go to stdout; progress and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from llmarch import __version__, paths
+from llmarch.errors import LlmarchError
+
+app = typer.Typer(
+    help="Benchmark language models with one harness and choose one for a use case.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"llmarch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """llmarch measures latency, throughput, memory and quality of language models."""
+    level = logging.DEBUG if verbose else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)]
+    )
+    os.environ["LLMARCH_VERBOSE"] = "1" if verbose else ""
+
+
+@app.command()
+def bench(
+    model: Annotated[
+        str | None,
+        typer.Argument(help="Catalog id, local model folder or .gguf file. Default: gemma-3-270m."),
+    ] = None,
+    prompt_tokens: Annotated[
+        str, typer.Option(help="Prompt lengths in tokens (BOS included), comma-separated.")
+    ] = "128,512",
+    new_tokens: Annotated[
+        str, typer.Option(help="Tokens to generate per run (EOS never stops early).")
+    ] = "64",
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
+    repeat: Annotated[int, typer.Option(help="Measured runs per setting.")] = 3,
+    warmup: Annotated[int, typer.Option(help="Unrecorded warm-up runs per setting.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    force: Annotated[
+        bool, typer.Option(help="Load even when the model seems too big for memory.")
+    ] = False,
+    db: Annotated[
+        Path | None, typer.Option(help="Results database (default: $LLMARCH_DB or results/llmarch.sqlite).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Folder for the CSV and Markdown reports (default: results/).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document to stdout instead of a table.")
+    ] = False,
+) -> None:
+    """Measure latency, throughput and memory of a model on this machine."""
+    from llmarch.runner import BenchRequest, run_bench
+
+    request = BenchRequest(
+        model=model, prompt_tokens=prompt_tokens, new_tokens=new_tokens, batch=batch,
+        repeat=repeat, warmup=warmup, device=device, dtype=dtype, force=force,
+        db=db or paths.db_path(), out_dir=out_dir or paths.results_dir(),
+    )
+    try:
+        outcome = run_bench(request, console=err)
+    except LlmarchError as exc:
+        _fail(str(exc))
+        return
+
+    if as_json:
+        out.print_json(json.dumps(outcome.document, default=str))
+    else:
+        _print_summary(outcome.document)
+    for kind, path in outcome.reports.items():
+        err.print(f"{kind}: {path}", highlight=False)
+    err.print(f"database: {request.db} (run {outcome.run_id})", highlight=False)
+    if outcome.status == "interrupted":
+        err.print("[yellow]interrupted:[/] the samples measured so far are kept.")
+        raise typer.Exit(130)
+    if outcome.status == "failed":
+        _fail(f"the run failed: {outcome.error}; the samples measured so far are kept.")
+
+
+def _print_summary(document: dict[str, Any]) -> None:
+    from llmarch.report import console_table
+
+    run = document["run"]
+    headers, body = console_table(document["summary"])
+    table = Table(
+        title=f"{run['model']} · {run['backend']} · {run['device']} · {run['dtype']}",
+        caption="medians over measured runs (warm-ups excluded); "
+        "KV ✓ = measured equals computed",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0, 0, 1),
+    )
+    for header in headers:
+        # Fold rather than cut: a number must never be shown truncated.
+        table.add_column(header, justify="right", overflow="fold")
+    for cells in body:
+        table.add_row(*cells)
+    out.print(table)
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the models llmarch knows by id."""
+    from llmarch.catalog import load_catalog
+
+    entries = list(load_catalog().values())
+    if as_json:
+        out.print_json(json.dumps([e.model_dump() for e in entries]))
+        return
+    table = Table(title="llmarch catalog")
+    for column in ("id", "name", "family", "weights", "licence", "open weights", "parameters"):
+        table.add_column(column)
+    for e in entries:
+        weights = e.weights.kind + (f" ({e.weights.package})" if e.weights.package else "")
+        params = f"{e.params_published / 1e6:,.0f}M" if e.params_published else "–"
+        table.add_row(e.id, e.name, e.family, weights, e.license,
+                      "yes" if e.open_weights else "no", params)
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

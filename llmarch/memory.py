@@ -1,0 +1,102 @@
+"""Memory: what a model's weights take, what a run peaks at, what is free.
+
+On CPU the peak is the process's peak resident set size (``VmHWM`` in
+``/proc/self/status``). Linux lets a process reset that mark by writing ``5`` to
+``/proc/self/clear_refs``; where that fails the mark cannot be reset and the
+figure is the peak since the process started (``ru_maxrss``). On CUDA the
+peak is the caching allocator's ``max_memory_allocated`` since its last reset.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak RSS mark; False where the OS does not allow it."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size in bytes."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now."""
+    return psutil.Process().memory_info().rss
+
+
+class PeakMemory:
+    """Peak memory over a block: RSS on CPU, the allocator's peak on CUDA.
+
+    >>> with PeakMemory("cpu") as peak:
+    ...     work()
+    >>> peak.bytes
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.bytes = 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            reset_peak_rss()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            self.bytes = torch.cuda.max_memory_allocated()
+        else:
+            self.bytes = peak_rss_bytes()
+
+
+def available_bytes(device: str) -> int:
+    """Memory free for a new model on ``device`` (host RAM or the GPU's)."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info()
+        return int(free)
+    return int(psutil.virtual_memory().available)
+
+
+def module_weight_bytes(model: Any) -> int:
+    """Bytes of a torch module's parameters and buffers, shared tensors once."""
+    seen: set[int] = set()
+    total = 0
+    tensors = list(model.parameters()) + list(model.buffers())
+    for tensor in tensors:
+        key = tensor.data_ptr()
+        if key in seen:
+            continue
+        seen.add(key)
+        total += tensor.numel() * tensor.element_size()
+    return total

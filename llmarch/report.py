@@ -1,0 +1,193 @@
+"""Per-setting summaries of a run, written as CSV, Markdown and JSON.
+
+Files and machine-readable output use SI base units (seconds, bytes,
+tokens per second); tables for people show milliseconds and MiB, and every
+header names its unit. The README documents each column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmarch.metrics import METRIC_UNITS
+from llmarch.stats import STAT_NAMES, summarize
+
+SETTING_KEYS = ("prompt_tokens", "new_tokens", "batch")
+MIB = 2**20
+
+
+def summarize_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (prompt tokens, new tokens, batch), warm-ups excluded."""
+    groups: dict[tuple[int, ...], list[dict[str, Any]]] = defaultdict(list)
+    for s in samples:
+        if not s.get("is_warmup"):
+            groups[tuple(s[k] for k in SETTING_KEYS)].append(s)
+
+    rows = []
+    for key in sorted(groups):
+        group = groups[key]
+        row: dict[str, Any] = dict(zip(SETTING_KEYS, key))
+        row["n"] = len(group)
+        for metric in METRIC_UNITS:
+            summary = summarize([s[metric] for s in group if s[metric] is not None])
+            for stat in STAT_NAMES:
+                row[f"{metric}_{stat}"] = getattr(summary, stat) if summary else None
+        last = group[-1]
+        row["kv_tokens"] = last.get("kv_tokens")
+        row["kv_bytes_measured"] = last.get("kv_bytes_measured")
+        row["kv_bytes_computed"] = last.get("kv_bytes_computed")
+        row["kv_match"] = all(
+            s.get("kv_bytes_measured") == s.get("kv_bytes_computed") for s in group
+        )
+        peaks = [s["peak_memory_bytes"] for s in group if s.get("peak_memory_bytes")]
+        row["peak_memory_bytes"] = max(peaks) if peaks else None
+        rows.append(row)
+    return rows
+
+
+def summary_frame(run: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The summary rows with the run's identity columns in front."""
+    ident = {
+        "run_id": run["run_id"], "model": run["model"], "backend": run["backend"],
+        "device": run["device"], "dtype": run["dtype"],
+        "weight_bytes": (run.get("load") or {}).get("weight_bytes"),
+    }
+    frame = pd.DataFrame([{**ident, **row} for row in rows])
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(ident) + list(SETTING_KEYS))
+    return frame
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 1, sep: str = ",") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value * scale:{sep}.{digits}f}"
+
+
+HEADLINE_COLUMNS = (
+    # (header, column, scale, digits)
+    ("prompt tokens", "prompt_tokens", 1, 0),
+    ("new tokens", "new_tokens", 1, 0),
+    ("batch", "batch", 1, 0),
+    ("runs", "n", 1, 0),
+    ("TTFT median (ms)", "ttft_s_median", 1e3, 1),
+    ("TTFT p90 (ms)", "ttft_s_p90", 1e3, 1),
+    ("TPOT median (ms)", "tpot_s_median", 1e3, 2),
+    ("prefill median (tok/s)", "prefill_tps_median", 1, 1),
+    ("decode median (tok/s)", "decode_tps_median", 1, 2),
+    ("end-to-end median (s)", "e2e_s_median", 1, 3),
+    ("KV measured (MiB)", "kv_bytes_measured", 1 / MIB, 3),
+    ("KV computed (MiB)", "kv_bytes_computed", 1 / MIB, 3),
+    ("peak memory (MiB)", "peak_memory_bytes", 1 / MIB, 0),
+)
+
+
+def headline_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of the table people read first."""
+    headers = [h for h, *_ in HEADLINE_COLUMNS]
+    body = [
+        [_fmt(row.get(col), scale, digits) for _h, col, scale, digits in HEADLINE_COLUMNS]
+        for row in rows
+    ]
+    return headers, body
+
+
+CONSOLE_COLUMNS = (
+    ("prompt\ntok", "prompt_tokens", 1, 0),
+    ("new\ntok", "new_tokens", 1, 0),
+    ("batch", "batch", 1, 0),
+    ("runs", "n", 1, 0),
+    ("TTFT\nms", "ttft_s_median", 1e3, 1),
+    ("TPOT\nms", "tpot_s_median", 1e3, 1),
+    ("prefill\ntok/s", "prefill_tps_median", 1, 1),
+    ("decode\ntok/s", "decode_tps_median", 1, 2),
+    ("e2e\ns", "e2e_s_median", 1, 2),
+    ("KV\nMiB", "kv_bytes_measured", 1 / MIB, 2),
+    ("peak\nMiB", "peak_memory_bytes", 1 / MIB, 0),
+)
+
+
+def console_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """A narrower table for terminals: medians, measured KV with a check mark."""
+    headers = [h for h, *_ in CONSOLE_COLUMNS]
+    body = []
+    for row in rows:
+        cells = [_fmt(row.get(c), scale, d, "") for _h, c, scale, d in CONSOLE_COLUMNS]
+        cells[-2] += " ✓" if row.get("kv_match") else " ✗"
+        body.append(cells)
+    return headers, body
+
+
+def _md_table(headers: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """A Markdown page: run facts, headline table, full statistics."""
+    meta = run.get("metadata") or {}
+    machine = meta.get("machine") or {}
+    load = run.get("load") or {}
+    gpu = machine.get("gpu") or {}
+    facts = [
+        ("run", run["run_id"]), ("status", run["status"]), ("started", run["started_at"]),
+        ("model", run["model"]), ("source", run.get("model_source")),
+        ("backend", run["backend"]), ("device", run["device"]), ("dtype", run["dtype"]),
+        ("weights (MiB)", _fmt(load.get("weight_bytes"), 1 / MIB, 1)),
+        ("load time (s)", _fmt(load.get("load_s"), 1, 2)),
+        ("CPU", machine.get("cpu_model")),
+        ("cores (logical)", machine.get("cpu_cores_logical")),
+        ("RAM (GiB)", _fmt(machine.get("ram_bytes"), 1 / 2**30, 1)),
+        ("GPU", gpu.get("name", "none")),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())),
+    ]
+    parts = [f"# llmarch bench: {run['model']}", ""]
+    parts += [f"- **{k}**: {v}" for k, v in facts]
+    parts += ["", "## Summary (medians over repeats; warm-up runs excluded)", ""]
+    parts.append(_md_table(*headline_table(rows)))
+    for metric, unit in METRIC_UNITS.items():
+        scale, shown = (1e3, "ms") if unit == "s" else (1.0, unit)
+        headers = ["prompt tokens", "new tokens", "batch", "runs"] + [
+            f"{stat} ({shown})" for stat in STAT_NAMES
+        ]
+        body = [
+            [str(r["prompt_tokens"]), str(r["new_tokens"]), str(r["batch"]), str(r["n"])]
+            + [_fmt(r.get(f"{metric}_{stat}"), scale, 3) for stat in STAT_NAMES]
+            for r in rows
+        ]
+        parts += ["", f"## {metric}", "", _md_table(headers, body)]
+    parts.append("")
+    return "\n".join(parts)
+
+
+def json_document(
+    run: dict[str, Any], rows: list[dict[str, Any]], samples: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Everything about one run as one JSON-ready dict."""
+    clean_samples = []
+    for s in samples:
+        s = dict(s)
+        s["token_times_s"] = json.loads(s.pop("token_times_json") or "[]")
+        s.pop("id", None)
+        clean_samples.append(s)
+    return {"run": run, "summary": rows, "samples": clean_samples}
+
+
+def write_reports(
+    run: dict[str, Any], samples: list[dict[str, Any]], out_dir: Path
+) -> dict[str, Path]:
+    """Write ``<run_id>.csv`` and ``<run_id>.md`` under ``out_dir``."""
+    rows = summarize_samples(samples)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / f"{run['run_id']}.csv"
+    md_path = out_dir / f"{run['run_id']}.md"
+    summary_frame(run, rows).to_csv(csv_path, index=False)
+    md_path.write_text(markdown_report(run, rows), encoding="utf-8")
+    return {"csv": csv_path, "markdown": md_path}

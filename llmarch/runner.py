@@ -1,0 +1,135 @@
+"""One ``llmarch bench`` invocation: resolve, load, measure, store, report."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from llmarch import __version__
+from llmarch.bench import BenchSettings, parse_int_list, run_settings
+from llmarch.errors import LlmarchError
+from llmarch.models import resolve
+from llmarch.report import json_document, summarize_samples, write_reports
+from llmarch.store import ResultStore
+from llmarch.sysinfo import library_versions, machine_info
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchRequest:
+    """The bench command's options, as typed by the user."""
+
+    model: str | None
+    prompt_tokens: str
+    new_tokens: str
+    batch: str
+    repeat: int
+    warmup: int
+    device: str
+    dtype: str
+    force: bool
+    db: Path
+    out_dir: Path
+
+    def settings(self) -> BenchSettings:
+        return BenchSettings(
+            prompt_tokens=parse_int_list(self.prompt_tokens, option="--prompt-tokens"),
+            new_tokens=parse_int_list(self.new_tokens, option="--new-tokens"),
+            batch=parse_int_list(self.batch, option="--batch"),
+            repeat=self.repeat,
+            warmup=self.warmup,
+        )
+
+
+@dataclass
+class BenchOutcome:
+    run_id: str
+    status: str  # completed | interrupted | failed
+    document: dict[str, Any]
+    reports: dict[str, Path] = field(default_factory=dict)
+    error: str | None = None
+
+
+def run_bench(request: BenchRequest, *, console: Console) -> BenchOutcome:
+    """Run a bench; LlmarchError for bad input, otherwise an outcome with status."""
+    settings = request.settings()
+    ref = resolve(request.model)
+
+    from llmarch.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(
+        ref, device=request.device, dtype=request.dtype, force=request.force,
+    )
+    store = ResultStore(request.db)
+
+    with console.status(
+        f"Loading {ref.name} ({backend.device}, {backend.dtype})"
+        + (": converting the GGUF once, about a minute" if ref.needs_conversion else ""),
+    ):
+        load = backend.load()
+
+    run_id = store.start_run(
+        model=ref.name, backend=backend.NAME, model_source=ref.source,
+        device=backend.device, dtype=backend.dtype, llmarch_version=__version__,
+        settings=settings.as_dict(),
+        metadata={
+            "machine": machine_info(), "versions": library_versions(),
+            "model": backend.describe(), "spec": ref.spec,
+        },
+    )
+    store.update_run(run_id, load_json={
+        "load_s": load.load_s, "weight_bytes": load.weight_bytes,
+        "peak_memory_bytes": load.peak_memory_bytes, "converted": load.converted,
+        "convert_s": load.convert_s, **load.details,
+    })
+
+    status, error = "completed", None
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
+    )
+    try:
+        with progress:
+            task = progress.add_task("measuring", total=settings.total_runs())
+
+            def advance(row: dict[str, Any]) -> None:
+                kind = "warm-up" if row["is_warmup"] else "run"
+                progress.update(
+                    task, advance=1,
+                    description=f"P={row['prompt_tokens']} N={row['new_tokens']} "
+                    f"B={row['batch']} {kind}",
+                )
+
+            run_settings(backend, settings, store, run_id, on_sample=advance)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except LlmarchError:
+        store.finish_run(run_id, "failed")
+        raise
+    except Exception as exc:  # a crash mid-run: keep what was measured
+        log.debug("run failed", exc_info=True)
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        backend.close()
+
+    store.finish_run(run_id, status)
+    run = store.run(run_id)
+    assert run is not None
+    samples = store.samples(run_id, include_warmup=True)
+    reports = write_reports(run, samples, request.out_dir)
+    document = json_document(run, summarize_samples(samples), samples)
+    store.close()
+    return BenchOutcome(run_id, status, document, reports, error)

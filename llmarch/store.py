@@ -1,0 +1,184 @@
+"""The results database (SQLite): one row per run, one row per generation.
+
+Each sample is committed the moment it is measured, so an interrupted run
+keeps everything it measured; its run row says ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from llmarch.backends.base import GenerationSample
+from llmarch.errors import ConfigError
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_source TEXT,
+    backend TEXT NOT NULL,
+    device TEXT,
+    dtype TEXT,
+    llmarch_version TEXT,
+    settings_json TEXT,
+    metadata_json TEXT,
+    load_json TEXT
+);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    recorded_at TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    new_tokens INTEGER NOT NULL,
+    batch INTEGER NOT NULL,
+    repeat INTEGER NOT NULL,
+    is_warmup INTEGER NOT NULL,
+    ttft_s REAL,
+    tpot_s REAL,
+    e2e_s REAL,
+    prefill_tps REAL,
+    decode_tps REAL,
+    kv_tokens INTEGER,
+    kv_bytes_measured INTEGER,
+    kv_bytes_computed INTEGER,
+    peak_memory_bytes INTEGER,
+    token_times_json TEXT
+);
+CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id);
+"""
+
+SAMPLE_COLUMNS = (
+    "prompt_tokens", "new_tokens", "batch", "repeat", "is_warmup", "ttft_s",
+    "tpot_s", "e2e_s", "prefill_tps", "decode_tps", "kv_tokens",
+    "kv_bytes_measured", "kv_bytes_computed", "peak_memory_bytes",
+)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    """A sortable, readable id: UTC time plus 6 random hex digits."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+class ResultStore:
+    """An SQLite file holding runs and their samples.
+
+    >>> store = ResultStore(Path("results/llmarch.sqlite"))
+    >>> run_id = store.start_run(model="gemma-3-270m", backend="transformers")
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path))
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the results database {self.path}: {exc}; "
+                "pass a writable path with --db or LLMARCH_DB"
+            ) from exc
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.executescript(SCHEMA)
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self.conn:  # commits, or rolls back on error
+            yield self.conn
+
+    def start_run(
+        self, *, model: str, backend: str, model_source: str | None = None,
+        device: str | None = None, dtype: str | None = None,
+        llmarch_version: str | None = None, settings: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, run_id: str | None = None,
+    ) -> str:
+        """Insert a run in state ``running`` and return its id."""
+        run_id = run_id or new_run_id()
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO runs (run_id, started_at, status, model, model_source, "
+                "backend, device, dtype, llmarch_version, settings_json, metadata_json) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, now_iso(), model, model_source, backend, device, dtype,
+                 llmarch_version, json.dumps(settings or {}), json.dumps(metadata or {})),
+            )
+        return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run; dict values for ``*_json`` columns are encoded."""
+        allowed = {"finished_at", "status", "device", "dtype", "metadata_json", "load_json",
+                   "model_source"}
+        if not set(fields) <= allowed:
+            raise ValueError(f"cannot update {set(fields) - allowed}")
+        values = [json.dumps(v) if k.endswith("_json") else v for k, v in fields.items()]
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as c:
+            c.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", (*values, run_id))
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self.update_run(run_id, status=status, finished_at=now_iso())
+
+    def add_sample(
+        self, run_id: str, sample: GenerationSample, *, repeat: int, is_warmup: bool
+    ) -> dict[str, Any]:
+        """Commit one generation's figures now; return the stored row."""
+        timings = sample.timings
+        row = {
+            "prompt_tokens": sample.prompt_tokens,
+            "new_tokens": sample.new_tokens,
+            "batch": sample.batch,
+            "repeat": repeat,
+            "is_warmup": int(is_warmup),
+            **timings.as_dict(),
+            "kv_tokens": sample.kv_tokens,
+            "kv_bytes_measured": sample.kv_bytes_measured,
+            "kv_bytes_computed": sample.kv_bytes_computed,
+            "peak_memory_bytes": sample.peak_memory_bytes,
+        }
+        relative = [round(t - sample.t0, 9) for t in sample.token_times]
+        with self._tx() as c:
+            c.execute(
+                f"INSERT INTO samples (run_id, recorded_at, {', '.join(row)}, "
+                f"token_times_json) VALUES (?, ?, {', '.join('?' * len(row))}, ?)",
+                (run_id, now_iso(), *row.values(), json.dumps(relative)),
+            )
+        return row
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        found = cur.fetchone()
+        if found is None:
+            return None
+        out = dict(found)
+        for key in ("settings_json", "metadata_json", "load_json"):
+            out[key[:-5]] = json.loads(out.pop(key) or "null")
+        return out
+
+    def samples(self, run_id: str, *, include_warmup: bool = False) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM samples WHERE run_id = ?"
+        if not include_warmup:
+            sql += " AND is_warmup = 0"
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY id", (run_id,))]
+
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT run_id FROM runs ORDER BY started_at, run_id")
+        return [self.run(r["run_id"]) for r in cur.fetchall()]  # type: ignore[misc]
