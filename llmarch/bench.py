@@ -42,7 +42,9 @@ def parse_int_list(text: str, *, option: str, minimum: int = 1) -> list[int]:
 class BenchSettings:
     """What to measure: the grid of settings and how often to run each."""
 
-    prompt_tokens: list[int] = field(default_factory=lambda: list(DEFAULT_PROMPT_TOKENS))
+    prompt_tokens: list[int] = field(
+        default_factory=lambda: list(DEFAULT_PROMPT_TOKENS)
+    )
     new_tokens: list[int] = field(default_factory=lambda: list(DEFAULT_NEW_TOKENS))
     batch: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH))
     repeat: int = DEFAULT_REPEAT
@@ -52,7 +54,9 @@ class BenchSettings:
         for name in ("prompt_tokens", "new_tokens", "batch"):
             values = getattr(self, name)
             if not values or any(int(v) < 1 for v in values):
-                raise ConfigError(f"--{name.replace('_', '-')} values must be at least 1")
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} values must be at least 1"
+                )
         if self.repeat < 1:
             raise ConfigError("--repeat must be at least 1")
         if self.warmup < 0:
@@ -76,8 +80,12 @@ SampleCallback = Callable[[dict[str, Any]], None]
 
 
 def run_settings(
-    backend: Backend, settings: BenchSettings, store: ResultStore, run_id: str,
-    *, on_sample: SampleCallback | None = None,
+    backend: Backend,
+    settings: BenchSettings,
+    store: ResultStore,
+    run_id: str,
+    *,
+    on_sample: SampleCallback | None = None,
 ) -> list[dict[str, Any]]:
     """Run the grid; every stored row is also passed to ``on_sample``."""
     rows = []
@@ -88,7 +96,8 @@ def run_settings(
                 prompt_tokens=prompt_tokens, new_tokens=new_tokens, batch=batch
             )
             row = store.add_sample(
-                run_id, sample,
+                run_id,
+                sample,
                 repeat=i - settings.warmup if not is_warmup else i,
                 is_warmup=is_warmup,
             )

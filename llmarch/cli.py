@@ -43,15 +43,22 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show debug logs.")
+    ] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     """llmarch measures latency, throughput, memory and quality of language models."""
     level = logging.DEBUG if verbose else logging.WARNING
     logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)]
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
     )
     os.environ["LLMARCH_VERBOSE"] = "1" if verbose else ""
 
@@ -60,39 +67,63 @@ def main_options(
 def bench(
     model: Annotated[
         str | None,
-        typer.Argument(help="Catalog id, local model folder or .gguf file. Default: gemma-3-270m."),
+        typer.Argument(
+            help="Catalog id, local model folder or .gguf file. Default: gemma-3-270m."
+        ),
     ] = None,
     prompt_tokens: Annotated[
-        str, typer.Option(help="Prompt lengths in tokens (BOS included), comma-separated.")
+        str,
+        typer.Option(help="Prompt lengths in tokens (BOS included), comma-separated."),
     ] = "128,512",
     new_tokens: Annotated[
         str, typer.Option(help="Tokens to generate per run (EOS never stops early).")
     ] = "64",
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
     repeat: Annotated[int, typer.Option(help="Measured runs per setting.")] = 3,
-    warmup: Annotated[int, typer.Option(help="Unrecorded warm-up runs per setting.")] = 1,
+    warmup: Annotated[
+        int, typer.Option(help="Unrecorded warm-up runs per setting.")
+    ] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto, float32, bfloat16 or float16.")
+    ] = "auto",
     force: Annotated[
         bool, typer.Option(help="Load even when the model seems too big for memory.")
     ] = False,
     db: Annotated[
-        Path | None, typer.Option(help="Results database (default: $LLMARCH_DB or results/llmarch.sqlite).")
+        Path | None,
+        typer.Option(
+            help="Results database (default: $LLMARCH_DB or results/llmarch.sqlite)."
+        ),
     ] = None,
     out_dir: Annotated[
-        Path | None, typer.Option(help="Folder for the CSV and Markdown reports (default: results/).")
+        Path | None,
+        typer.Option(
+            help="Folder for the CSV and Markdown reports (default: results/)."
+        ),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document to stdout instead of a table.")
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON document to stdout instead of a table."
+        ),
     ] = False,
 ) -> None:
     """Measure latency, throughput and memory of a model on this machine."""
     from llmarch.runner import BenchRequest, run_bench
 
     request = BenchRequest(
-        model=model, prompt_tokens=prompt_tokens, new_tokens=new_tokens, batch=batch,
-        repeat=repeat, warmup=warmup, device=device, dtype=dtype, force=force,
-        db=db or paths.db_path(), out_dir=out_dir or paths.results_dir(),
+        model=model,
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        batch=batch,
+        repeat=repeat,
+        warmup=warmup,
+        device=device,
+        dtype=dtype,
+        force=force,
+        db=db or paths.db_path(),
+        out_dir=out_dir or paths.results_dir(),
     )
     try:
         outcome = run_bench(request, console=err)
@@ -137,7 +168,9 @@ def _print_summary(document: dict[str, Any]) -> None:
 
 @app.command()
 def models(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
 ) -> None:
     """List the models llmarch knows by id."""
     from llmarch.catalog import load_catalog
@@ -147,13 +180,30 @@ def models(
         out.print_json(json.dumps([e.model_dump() for e in entries]))
         return
     table = Table(title="llmarch catalog")
-    for column in ("id", "name", "family", "weights", "licence", "open weights", "parameters"):
+    for column in (
+        "id",
+        "name",
+        "family",
+        "weights",
+        "licence",
+        "open weights",
+        "parameters",
+    ):
         table.add_column(column)
     for e in entries:
-        weights = e.weights.kind + (f" ({e.weights.package})" if e.weights.package else "")
+        weights = e.weights.kind + (
+            f" ({e.weights.package})" if e.weights.package else ""
+        )
         params = f"{e.params_published / 1e6:,.0f}M" if e.params_published else "–"
-        table.add_row(e.id, e.name, e.family, weights, e.license,
-                      "yes" if e.open_weights else "no", params)
+        table.add_row(
+            e.id,
+            e.name,
+            e.family,
+            weights,
+            e.license,
+            "yes" if e.open_weights else "no",
+            params,
+        )
     out.print(table)
 
 

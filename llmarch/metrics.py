@@ -48,7 +48,10 @@ def timings_from_token_times(
     """Compute TTFT, TPOT, end-to-end latency and tokens/s from timestamps."""
     if not token_times:
         raise ValueError("a generation without any new token has no timings")
-    if any(b < a for a, b in zip(token_times, token_times[1:])) or token_times[0] < t0:
+    if (
+        any(b < a for a, b in zip(token_times, token_times[1:], strict=False))
+        or token_times[0] < t0
+    ):
         raise ValueError("token timestamps must not go back in time")
     if prompt_tokens < 1 or batch < 1:
         raise ValueError("prompt_tokens and batch must be at least 1")

@@ -68,7 +68,10 @@ def resolve(spec: str | None) -> ModelRef:
                 "model folder (config.json plus weights) or a .gguf file."
             )
         return ModelRef(
-            spec=spec, name=path.name, kind="folder", source=f"folder:{path.resolve()}",
+            spec=spec,
+            name=path.name,
+            kind="folder",
+            source=f"folder:{path.resolve()}",
             folder=path.resolve(),
         )
     if path.exists():

@@ -36,7 +36,9 @@ def text_token_ids(tokenizer: Any) -> list[int]:
     return list(tokenizer(prompt_text(), add_special_tokens=False)["input_ids"])
 
 
-def prompt_token_ids(tokenizer: Any, *, prompt_tokens: int, batch: int) -> list[list[int]]:
+def prompt_token_ids(
+    tokenizer: Any, *, prompt_tokens: int, batch: int
+) -> list[list[int]]:
     """``batch`` rows of exactly ``prompt_tokens`` ids each (BOS included)."""
     if prompt_tokens < 1 or batch < 1:
         raise ValueError("prompt_tokens and batch must be at least 1")

@@ -32,7 +32,7 @@ def summarize_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for key in sorted(groups):
         group = groups[key]
-        row: dict[str, Any] = dict(zip(SETTING_KEYS, key))
+        row: dict[str, Any] = dict(zip(SETTING_KEYS, key, strict=True))
         row["n"] = len(group)
         for metric in METRIC_UNITS:
             summary = summarize([s[metric] for s in group if s[metric] is not None])
@@ -54,8 +54,11 @@ def summarize_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def summary_frame(run: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The summary rows with the run's identity columns in front."""
     ident = {
-        "run_id": run["run_id"], "model": run["model"], "backend": run["backend"],
-        "device": run["device"], "dtype": run["dtype"],
+        "run_id": run["run_id"],
+        "model": run["model"],
+        "backend": run["backend"],
+        "device": run["device"],
+        "dtype": run["dtype"],
         "weight_bytes": (run.get("load") or {}).get("weight_bytes"),
     }
     frame = pd.DataFrame([{**ident, **row} for row in rows])
@@ -92,7 +95,10 @@ def headline_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str
     """Headers and formatted cells of the table people read first."""
     headers = [h for h, *_ in HEADLINE_COLUMNS]
     body = [
-        [_fmt(row.get(col), scale, digits) for _h, col, scale, digits in HEADLINE_COLUMNS]
+        [
+            _fmt(row.get(col), scale, digits)
+            for _h, col, scale, digits in HEADLINE_COLUMNS
+        ]
         for row in rows
     ]
     return headers, body
@@ -137,16 +143,24 @@ def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     load = run.get("load") or {}
     gpu = machine.get("gpu") or {}
     facts = [
-        ("run", run["run_id"]), ("status", run["status"]), ("started", run["started_at"]),
-        ("model", run["model"]), ("source", run.get("model_source")),
-        ("backend", run["backend"]), ("device", run["device"]), ("dtype", run["dtype"]),
+        ("run", run["run_id"]),
+        ("status", run["status"]),
+        ("started", run["started_at"]),
+        ("model", run["model"]),
+        ("source", run.get("model_source")),
+        ("backend", run["backend"]),
+        ("device", run["device"]),
+        ("dtype", run["dtype"]),
         ("weights (MiB)", _fmt(load.get("weight_bytes"), 1 / MIB, 1)),
         ("load time (s)", _fmt(load.get("load_s"), 1, 2)),
         ("CPU", machine.get("cpu_model")),
         ("cores (logical)", machine.get("cpu_cores_logical")),
         ("RAM (GiB)", _fmt(machine.get("ram_bytes"), 1 / 2**30, 1)),
         ("GPU", gpu.get("name", "none")),
-        ("versions", ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())),
+        (
+            "versions",
+            ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items()),
+        ),
     ]
     parts = [f"# llmarch bench: {run['model']}", ""]
     parts += [f"- **{k}**: {v}" for k, v in facts]
@@ -158,7 +172,12 @@ def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"{stat} ({shown})" for stat in STAT_NAMES
         ]
         body = [
-            [str(r["prompt_tokens"]), str(r["new_tokens"]), str(r["batch"]), str(r["n"])]
+            [
+                str(r["prompt_tokens"]),
+                str(r["new_tokens"]),
+                str(r["batch"]),
+                str(r["n"]),
+            ]
             + [_fmt(r.get(f"{metric}_{stat}"), scale, 3) for stat in STAT_NAMES]
             for r in rows
         ]

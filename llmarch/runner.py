@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from rich.progress import (
 )
 
 from llmarch import __version__
+from llmarch.backends.base import Backend
 from llmarch.bench import BenchSettings, parse_int_list, run_settings
 from llmarch.errors import LlmarchError
-from llmarch.models import resolve
+from llmarch.models import ModelRef, resolve
 from llmarch.report import json_document, summarize_samples, write_reports
 from llmarch.store import ResultStore
 from llmarch.sysinfo import library_versions, machine_info
@@ -63,43 +65,73 @@ class BenchOutcome:
     error: str | None = None
 
 
-def run_bench(request: BenchRequest, *, console: Console) -> BenchOutcome:
+BackendFactory = Callable[[ModelRef, BenchRequest], Backend]
+
+
+def transformers_factory(ref: ModelRef, request: BenchRequest) -> Backend:
+    from llmarch.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend(
+        ref, device=request.device, dtype=request.dtype, force=request.force
+    )
+
+
+def run_bench(
+    request: BenchRequest,
+    *,
+    console: Console,
+    backend_factory: BackendFactory | None = None,
+) -> BenchOutcome:
     """Run a bench; LlmarchError for bad input, otherwise an outcome with status."""
     settings = request.settings()
     ref = resolve(request.model)
-
-    from llmarch.backends.transformers_backend import TransformersBackend
-
-    backend = TransformersBackend(
-        ref, device=request.device, dtype=request.dtype, force=request.force,
-    )
+    backend = (backend_factory or transformers_factory)(ref, request)
     store = ResultStore(request.db)
 
     with console.status(
         f"Loading {ref.name} ({backend.device}, {backend.dtype})"
-        + (": converting the GGUF once, about a minute" if ref.needs_conversion else ""),
+        + (
+            ": converting the GGUF once, about a minute" if ref.needs_conversion else ""
+        ),
     ):
         load = backend.load()
 
     run_id = store.start_run(
-        model=ref.name, backend=backend.NAME, model_source=ref.source,
-        device=backend.device, dtype=backend.dtype, llmarch_version=__version__,
+        model=ref.name,
+        backend=backend.NAME,
+        model_source=ref.source,
+        device=backend.device,
+        dtype=backend.dtype,
+        llmarch_version=__version__,
         settings=settings.as_dict(),
         metadata={
-            "machine": machine_info(), "versions": library_versions(),
-            "model": backend.describe(), "spec": ref.spec,
+            "machine": machine_info(),
+            "versions": library_versions(),
+            "model": backend.describe(),
+            "spec": ref.spec,
         },
     )
-    store.update_run(run_id, load_json={
-        "load_s": load.load_s, "weight_bytes": load.weight_bytes,
-        "peak_memory_bytes": load.peak_memory_bytes, "converted": load.converted,
-        "convert_s": load.convert_s, **load.details,
-    })
+    store.update_run(
+        run_id,
+        load_json={
+            "load_s": load.load_s,
+            "weight_bytes": load.weight_bytes,
+            "peak_memory_bytes": load.peak_memory_bytes,
+            "converted": load.converted,
+            "convert_s": load.convert_s,
+            **load.details,
+        },
+    )
 
     status, error = "completed", None
     progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-        MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     )
     try:
         with progress:
@@ -108,7 +140,8 @@ def run_bench(request: BenchRequest, *, console: Console) -> BenchOutcome:
             def advance(row: dict[str, Any]) -> None:
                 kind = "warm-up" if row["is_warmup"] else "run"
                 progress.update(
-                    task, advance=1,
+                    task,
+                    advance=1,
                     description=f"P={row['prompt_tokens']} N={row['new_tokens']} "
                     f"B={row['batch']} {kind}",
                 )

@@ -59,9 +59,20 @@ CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id);
 """
 
 SAMPLE_COLUMNS = (
-    "prompt_tokens", "new_tokens", "batch", "repeat", "is_warmup", "ttft_s",
-    "tpot_s", "e2e_s", "prefill_tps", "decode_tps", "kv_tokens",
-    "kv_bytes_measured", "kv_bytes_computed", "peak_memory_bytes",
+    "prompt_tokens",
+    "new_tokens",
+    "batch",
+    "repeat",
+    "is_warmup",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "prefill_tps",
+    "decode_tps",
+    "kv_tokens",
+    "kv_bytes_measured",
+    "kv_bytes_computed",
+    "peak_memory_bytes",
 )
 
 
@@ -106,33 +117,62 @@ class ResultStore:
             yield self.conn
 
     def start_run(
-        self, *, model: str, backend: str, model_source: str | None = None,
-        device: str | None = None, dtype: str | None = None,
-        llmarch_version: str | None = None, settings: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None, run_id: str | None = None,
+        self,
+        *,
+        model: str,
+        backend: str,
+        model_source: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        llmarch_version: str | None = None,
+        settings: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> str:
         """Insert a run in state ``running`` and return its id."""
         run_id = run_id or new_run_id()
         with self._tx() as c:
             c.execute(
                 "INSERT INTO runs (run_id, started_at, status, model, model_source, "
-                "backend, device, dtype, llmarch_version, settings_json, metadata_json) "
+                "backend, device, dtype, llmarch_version, settings_json, "
+                "metadata_json) "
                 "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, now_iso(), model, model_source, backend, device, dtype,
-                 llmarch_version, json.dumps(settings or {}), json.dumps(metadata or {})),
+                (
+                    run_id,
+                    now_iso(),
+                    model,
+                    model_source,
+                    backend,
+                    device,
+                    dtype,
+                    llmarch_version,
+                    json.dumps(settings or {}),
+                    json.dumps(metadata or {}),
+                ),
             )
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set columns of a run; dict values for ``*_json`` columns are encoded."""
-        allowed = {"finished_at", "status", "device", "dtype", "metadata_json", "load_json",
-                   "model_source"}
+        allowed = {
+            "finished_at",
+            "status",
+            "device",
+            "dtype",
+            "metadata_json",
+            "load_json",
+            "model_source",
+        }
         if not set(fields) <= allowed:
             raise ValueError(f"cannot update {set(fields) - allowed}")
-        values = [json.dumps(v) if k.endswith("_json") else v for k, v in fields.items()]
+        values = [
+            json.dumps(v) if k.endswith("_json") else v for k, v in fields.items()
+        ]
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as c:
-            c.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", (*values, run_id))
+            c.execute(
+                f"UPDATE runs SET {assignments} WHERE run_id = ?", (*values, run_id)
+            )
 
     def finish_run(self, run_id: str, status: str) -> None:
         self.update_run(run_id, status=status, finished_at=now_iso())
@@ -173,7 +213,9 @@ class ResultStore:
             out[key[:-5]] = json.loads(out.pop(key) or "null")
         return out
 
-    def samples(self, run_id: str, *, include_warmup: bool = False) -> list[dict[str, Any]]:
+    def samples(
+        self, run_id: str, *, include_warmup: bool = False
+    ) -> list[dict[str, Any]]:
         sql = "SELECT * FROM samples WHERE run_id = ?"
         if not include_warmup:
             sql += " AND is_warmup = 0"

@@ -43,7 +43,10 @@ class GenerationSample:
     @property
     def timings(self) -> TokenTimings:
         return timings_from_token_times(
-            self.t0, self.token_times, prompt_tokens=self.prompt_tokens, batch=self.batch
+            self.t0,
+            self.token_times,
+            prompt_tokens=self.prompt_tokens,
+            batch=self.batch,
         )
 
 
@@ -64,12 +67,14 @@ class Backend(ABC):
         """Load weights and tokenizer; raise LlmarchError on user-fixable problems."""
 
     @abstractmethod
-    def generate(self, *, prompt_tokens: int, new_tokens: int, batch: int) -> GenerationSample:
+    def generate(
+        self, *, prompt_tokens: int, new_tokens: int, batch: int
+    ) -> GenerationSample:
         """Greedy-decode exactly ``new_tokens`` tokens for ``batch`` prompts."""
 
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model for the run's metadata."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to free by default
         """Free the model."""

