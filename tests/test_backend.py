@@ -138,3 +138,59 @@ def test_too_big_for_memory_stops_before_loading(tiny_llama, monkeypatch):
     )
     forced.load()
     assert forced.model is not None
+
+
+def test_context_longer_than_the_model_is_refused(tiny_llama):
+    # the tiny Llama has max_position_embeddings = 512
+    backend = TransformersBackend(
+        resolve(str(tiny_llama)), device="cpu", dtype="float32", max_tokens=513
+    )
+    with pytest.raises(ConfigError, match="exceeds the context length"):
+        backend.load()
+
+
+def test_fit_check_counts_the_kv_cache(tiny_llama, monkeypatch):
+    from transformers import AutoConfig
+
+    from llmarch import memory
+    from llmarch.backends import transformers_backend as tb
+
+    config = AutoConfig.from_pretrained(str(tiny_llama))
+    small = TransformersBackend(
+        resolve(str(tiny_llama)),
+        device="cpu",
+        dtype="float32",
+        max_tokens=10,
+        max_batch=1,
+    )
+    big = TransformersBackend(
+        resolve(str(tiny_llama)),
+        device="cpu",
+        dtype="float32",
+        max_tokens=500,
+        max_batch=64,
+    )
+    # KV for 500 tokens x 64 rows: 3 layers * 2 * 2 heads * 8 * 4 bytes * 500 * 64
+    kv = 3 * 2 * 2 * 8 * 4 * 500 * 64
+    # activations: 64 * 500 * (64 + 4 * 32) * 4 bytes
+    act = 64 * 500 * (64 + 4 * 32) * 4
+    assert big.estimate_bytes(config) - small.estimate_bytes(config) == (
+        kv - 3 * 2 * 2 * 8 * 4 * 10 + act - 10 * (64 + 4 * 32) * 4
+    )
+    free = small.estimate_bytes(config) + 1
+    monkeypatch.setattr(memory, "available_bytes", lambda device: free)
+    small.load()
+    with pytest.raises(ResourceError, match="KV cache for 500 tokens x batch 64"):
+        big.load()
+    assert tb.WORKING_MEMORY_BYTES > 0
+
+
+def test_a_text_file_named_gguf_is_refused(tmp_path, monkeypatch):
+    from llmarch.errors import ModelError
+
+    monkeypatch.setenv("LLMARCH_CACHE_DIR", str(tmp_path / "cache"))
+    fake = tmp_path / "notes.gguf"
+    fake.write_text("not a model\n" * 10)
+    backend = TransformersBackend(resolve(str(fake)), device="cpu", dtype="float32")
+    with pytest.raises(ModelError, match="not a readable GGUF"):
+        backend.load()

@@ -142,3 +142,16 @@ def test_interrupted_bench_exits_130(monkeypatch, tmp_path):
     assert result.exit_code == 130
     assert "interrupted" in result.stderr
     assert "samples measured so far are kept" in result.stderr
+
+
+def test_unwritable_outputs_are_refused_before_measuring(tmp_path, monkeypatch):
+    backend = FakeBackend()
+    monkeypatch.setattr(runner_module, "transformers_factory", lambda ref, req: backend)
+    a_file = tmp_path / "plain-file"
+    a_file.write_text("x")
+    result = cli.invoke(app, ["bench", "--out-dir", str(a_file)])
+    assert result.exit_code == 1 and "--out-dir" in result.output
+    result = cli.invoke(app, ["bench", "--db", str(a_file / "db.sqlite")])
+    assert result.exit_code == 1 and "--db" in result.output
+    _no_traceback(result)
+    assert backend.calls == []

@@ -111,43 +111,85 @@ class TransformersBackend(Backend):
 
     # -- loading -----------------------------------------------------------
 
-    def estimate_bytes(self) -> int | None:
-        """Memory the run should need: weights in the run's dtype plus slack."""
+    def estimate_bytes(self, config: Any = None) -> int | None:
+        """Memory the run should need: weights, KV cache, activations, slack.
+
+        Without a config (a GGUF not yet converted) this is the conversion's
+        need: de-quantising holds float32 weights twice (state dict and model).
+        """
         params = parameter_count(self.ref)
         if params is None:
             return None
-        weight_bytes = params * DTYPES[self.dtype].itemsize
-        if self.ref.needs_conversion:
-            # De-quantising holds float32 weights twice (state dict and model).
-            weight_bytes = max(weight_bytes, 2 * params * 4)
-        return int(weight_bytes * WEIGHT_OVERHEAD) + WORKING_MEMORY_BYTES
+        itemsize = DTYPES[self.dtype].itemsize
+        if config is None:
+            return int(2 * params * 4 * WEIGHT_OVERHEAD) + WORKING_MEMORY_BYTES
 
-    def check_fits(self) -> None:
+        weights = int(params * itemsize * WEIGHT_OVERHEAD)
+        tokens, batch = self.max_tokens, self.max_batch
+        kv = kvcache.computed_kv_bytes(
+            kvcache.layers_from_config(config),
+            tokens=tokens,
+            batch=batch,
+            bytes_per_element=itemsize,
+        )
+        # Prefill holds, per prompt token, a few hidden-size vectors and one
+        # MLP intermediate vector at a time.
+        text = config.get_text_config()
+        width = getattr(text, "intermediate_size", 0) + 4 * text.hidden_size
+        activations = batch * tokens * width * itemsize
+        return weights + kv + activations + WORKING_MEMORY_BYTES
+
+    def check_fits(self, config: Any = None) -> None:
         """Stop before loading a model that clearly will not fit (unless forced)."""
-        needed = self.estimate_bytes()
+        needed = self.estimate_bytes(config)
         if needed is None or self.force:
             return
         free = memory.available_bytes(self.device)
         if needed > free:
+            what = (
+                "to de-quantise its GGUF"
+                if config is None
+                else f"({self.dtype} weights, KV cache for {self.max_tokens} tokens "
+                f"x batch {self.max_batch}, working memory)"
+            )
             raise ResourceError(
                 f"{self.ref.name} needs about {needed / GIB:.1f} GiB on {self.device} "
-                f"({self.dtype} weights plus working memory) but only "
-                f"{free / GIB:.1f} GiB is free; choose a smaller model or dtype, "
-                "or pass --force to try anyway."
+                f"{what} but only {free / GIB:.1f} GiB is free; choose a smaller "
+                "model, dtype, batch or context, or pass --force to try anyway."
+            )
+
+    def check_context(self, config: Any) -> None:
+        """Refuse settings longer than the model's context window."""
+        limit = getattr(config.get_text_config(), "max_position_embeddings", None)
+        if limit and self.max_tokens > limit:
+            raise ConfigError(
+                f"prompt plus new tokens ({self.max_tokens}) exceeds the context "
+                f"length of {self.ref.name} ({limit} tokens); lower --prompt-tokens "
+                "or --new-tokens."
             )
 
     def load(self) -> LoadInfo:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        self.check_fits()
-
+        converting = self.ref.needs_conversion
+        if converting:
+            self.check_fits()
         with memory.PeakMemory("cpu") as convert_peak:
             t = time.perf_counter()
-            converting = self.ref.needs_conversion
             folder = ensure_converted(self.ref)
             convert_s = time.perf_counter() - t if converting else None
+
+        try:
+            config = AutoConfig.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"cannot read {folder}/config.json: {exc}. Pass a Hugging Face "
+                "model folder whose config transformers knows."
+            ) from exc
+        self.check_context(config)
+        self.check_fits(config)
 
         with memory.PeakMemory(self.device) as peak:
             t = time.perf_counter()
@@ -161,7 +203,7 @@ class TransformersBackend(Backend):
                     f"cannot load {self.ref.name} from {folder}: {exc}. "
                     "The folder must hold config.json, weights and a tokenizer."
                 ) from exc
-            model.to(self.device).eval()
+            model.to(self.device).eval()  # type: ignore[arg-type]
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
             load_s = time.perf_counter() - t
