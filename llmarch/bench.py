@@ -27,14 +27,20 @@ DEFAULT_WARMUP = 1
 def parse_int_list(text: str, *, option: str, minimum: int = 1) -> list[int]:
     """Parse ``"128,512"`` into ``[128, 512]``, naming the option on error."""
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in text.split(",")]
     except ValueError:
         raise ConfigError(
             f"{option} takes whole numbers separated by commas (e.g. 128,512), "
             f"not '{text}'"
         ) from None
-    if not values or any(v < minimum for v in values):
+    if any(v < minimum for v in values):
         raise ConfigError(f"{option} values must be at least {minimum}, got '{text}'")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(
+            f"{option} lists {', '.join(map(str, repeated))} more than once; "
+            "use --repeat to measure a setting more often"
+        )
     return values
 
 

@@ -81,7 +81,10 @@ def bench(
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
     repeat: Annotated[int, typer.Option(help="Measured runs per setting.")] = 3,
     warmup: Annotated[
-        int, typer.Option(help="Unrecorded warm-up runs per setting.")
+        int,
+        typer.Option(
+            help="Warm-up runs per setting: stored, excluded from statistics."
+        ),
     ] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[

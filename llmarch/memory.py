@@ -20,8 +20,23 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
+def release_free_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc), so RSS shows live memory."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def reset_peak_rss() -> bool:
-    """Reset the process's peak RSS mark; False where the OS does not allow it."""
+    """Reset the process's peak RSS mark; False where the OS does not allow it.
+
+    Freed heap pages are returned to the OS first, so that memory an earlier
+    run freed does not count towards the next run's peak.
+    """
+    release_free_heap()
     try:
         _CLEAR_REFS.write_text("5")
         return True

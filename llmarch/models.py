@@ -52,6 +52,8 @@ class ModelRef:
 
 def resolve(spec: str | None) -> ModelRef:
     """Turn what the user typed into a ModelRef, without loading anything."""
+    if spec is not None and not spec.strip():
+        raise ModelError("the model name is empty; pass a catalog id, folder or .gguf")
     spec = spec or DEFAULT_MODEL
     path = Path(spec).expanduser()
 
@@ -76,6 +78,8 @@ def resolve(spec: str | None) -> ModelRef:
         )
     if path.exists():
         raise ModelError(f"{path} is neither a model folder nor a .gguf file.")
+    if spec.startswith((".", "/", "~")):
+        raise ModelError(f"{path} does not exist; check the path.")
     if "/" in spec and not spec.startswith((".", "/", "~")):
         raise ModelError(
             f"'{spec}' looks like a Hugging Face hub id; llmarch never downloads "
@@ -137,8 +141,13 @@ def assemble_embedded(ref: ModelRef) -> Path:
     return Path(module.assemble(target))
 
 
-def ensure_converted(ref: ModelRef) -> Path:
-    """The transformers folder for ``ref``, converting its GGUF on first use."""
+def ensure_converted(ref: ModelRef, *, isolated: bool = True) -> Path:
+    """The transformers folder for ``ref``, converting its GGUF on first use.
+
+    The conversion runs in a child process by default: de-quantising leaves
+    hundreds of MiB in the heap of the process that did it, which would
+    inflate the peak memory of every run measured after it.
+    """
     if ref.kind == "folder":
         assert ref.folder is not None
         return ref.folder
@@ -148,11 +157,42 @@ def ensure_converted(ref: ModelRef) -> Path:
 
     gguf_path = ref.gguf_path or assemble_embedded(ref)
     ref.gguf_path = gguf_path
-    _convert_gguf(gguf_path, ref.folder)
+    if isolated:
+        ref.extra["convert_peak_rss_bytes"] = str(
+            _convert_in_child(gguf_path, ref.folder)
+        )
+    else:
+        convert_gguf(gguf_path, ref.folder)
     return ref.folder
 
 
-def _convert_gguf(gguf_path: Path, target: Path) -> None:
+def _convert_in_child(gguf_path: Path, target: Path) -> int:
+    """Run convert_gguf in a fresh interpreter; return the child's peak RSS."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "llmarch.convert", str(gguf_path), str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    lines = done.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise ModelError(
+            f"converting {gguf_path.name} failed: {tail[0]}. Run with --verbose "
+            "or pass a converted model folder."
+        ) from None
+    if not result.get("ok"):
+        raise ModelError(result["error"])
+    return int(result["peak_rss_bytes"])
+
+
+def convert_gguf(gguf_path: Path, target: Path) -> None:
     """De-quantise a GGUF into a float32 transformers folder, atomically."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -171,7 +211,8 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         )
     except (ValueError, OSError, KeyError) as exc:
         raise ModelError(
-            f"transformers cannot load {gguf_path.name}: {exc}. Pass a GGUF of an "
+            f"transformers cannot load {gguf_path.name}: {str(exc).rstrip('.')}. "
+            "Pass a GGUF of an "
             "architecture transformers supports, or a converted model folder."
         ) from exc
 

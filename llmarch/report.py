@@ -22,6 +22,16 @@ SETTING_KEYS = ("prompt_tokens", "new_tokens", "batch")
 MIB = 2**20
 
 
+# Markdown sections: title, scale from the stored SI unit, unit shown.
+SECTION_UNITS = {
+    "ttft_s": ("Time to first token", 1e3, "ms"),
+    "tpot_s": ("Time per output token", 1e3, "ms"),
+    "e2e_s": ("End-to-end latency", 1.0, "s"),
+    "prefill_tps": ("Prefill throughput", 1.0, "tokens/s"),
+    "decode_tps": ("Decode throughput", 1.0, "tokens/s"),
+}
+
+
 def summarize_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (prompt tokens, new tokens, batch), warm-ups excluded."""
     groups: dict[tuple[int, ...], list[dict[str, Any]]] = defaultdict(list)
@@ -166,8 +176,7 @@ def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     parts += [f"- **{k}**: {v}" for k, v in facts]
     parts += ["", "## Summary (medians over repeats; warm-up runs excluded)", ""]
     parts.append(_md_table(*headline_table(rows)))
-    for metric, unit in METRIC_UNITS.items():
-        scale, shown = (1e3, "ms") if unit == "s" else (1.0, unit)
+    for metric, (title, scale, shown) in SECTION_UNITS.items():
         headers = ["prompt tokens", "new tokens", "batch", "runs"] + [
             f"{stat} ({shown})" for stat in STAT_NAMES
         ]
@@ -181,7 +190,7 @@ def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             + [_fmt(r.get(f"{metric}_{stat}"), scale, 3) for stat in STAT_NAMES]
             for r in rows
         ]
-        parts += ["", f"## {metric}", "", _md_table(headers, body)]
+        parts += ["", f"## {title} ({shown})", "", _md_table(headers, body)]
     parts.append("")
     return "\n".join(parts)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,24 @@ class BenchOutcome:
     error: str | None = None
 
 
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (kill, timeout, CI) like Ctrl-C while measuring."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _check_writable(folder: Path, option: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -110,12 +130,12 @@ def run_bench(
     backend = (backend_factory or transformers_factory)(ref, request)
     store = ResultStore(request.db)
 
-    with console.status(
-        f"Loading {ref.name} ({backend.device}, {backend.dtype})"
-        + (
-            ": converting the GGUF once, about a minute" if ref.needs_conversion else ""
-        ),
-    ):
+    loading = f"Loading {ref.name} ({backend.device}, {backend.dtype})" + (
+        ": converting the GGUF once, about a minute" if ref.needs_conversion else ""
+    )
+    if not console.is_terminal:
+        console.print(loading, highlight=False)
+    with console.status(loading):
         load = backend.load()
 
     run_id = store.start_run(
@@ -161,14 +181,21 @@ def run_bench(
 
             def advance(row: dict[str, Any]) -> None:
                 kind = "warm-up" if row["is_warmup"] else "run"
-                progress.update(
-                    task,
-                    advance=1,
-                    description=f"P={row['prompt_tokens']} N={row['new_tokens']} "
-                    f"B={row['batch']} {kind}",
+                label = (
+                    f"P={row['prompt_tokens']} N={row['new_tokens']} B={row['batch']}"
                 )
+                progress.update(task, advance=1, description=f"{label} {kind}")
+                if not console.is_terminal:  # logs get one line per sample
+                    decode = row["decode_tps"]
+                    console.print(
+                        f"{label} {kind} {row['repeat'] + 1}: TTFT "
+                        f"{row['ttft_s'] * 1e3:.1f} ms, decode "
+                        + (f"{decode:.2f} tok/s" if decode else "–"),
+                        highlight=False,
+                    )
 
-            run_settings(backend, settings, store, run_id, on_sample=advance)
+            with _sigterm_as_interrupt():
+                run_settings(backend, settings, store, run_id, on_sample=advance)
     except KeyboardInterrupt:
         status = "interrupted"
     except LlmarchError:

@@ -97,16 +97,16 @@ class ResultStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(self.path))
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.executescript(SCHEMA)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.commit()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
-                f"cannot open the results database {self.path}: {exc}; "
-                "pass a writable path with --db or LLMARCH_DB"
+                f"cannot use {self.path} as the results database ({exc}); "
+                "pass a writable SQLite path with --db or LLMARCH_DB"
             ) from exc
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        self.conn.executescript(SCHEMA)
-        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self.conn.commit()
 
     def close(self) -> None:
         self.conn.close()

@@ -155,3 +155,93 @@ def test_unwritable_outputs_are_refused_before_measuring(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "--db" in result.output
     _no_traceback(result)
     assert backend.calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "--prompt-tokens", "8,8"], "lists 8 more than once"),
+        (["bench", "--batch", "1,,2"], "--batch takes whole numbers"),
+        (["bench", ""], "the model name is empty"),
+        (["bench", "./org/name"], "does not exist"),
+    ],
+)
+def test_more_bad_input(args, message):
+    result = cli.invoke(app, args)
+    assert result.exit_code == 1 and message in result.output
+    _no_traceback(result)
+
+
+def test_a_file_that_is_not_a_database(tmp_path):
+    bad = tmp_path / "notes.sqlite"
+    bad.write_text("this is not SQLite\n" * 100)
+    result = cli.invoke(app, ["bench", "--db", str(bad)])
+    assert result.exit_code == 1 and "--db" in result.output
+    _no_traceback(result)
+
+
+def test_sigterm_is_treated_like_ctrl_c(monkeypatch, tmp_path):
+    import os
+    import signal
+    import sqlite3
+
+    class Terminated(FakeBackend):
+        def generate(self, **kw):
+            if len(self.calls) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().generate(**kw)
+
+    monkeypatch.setattr(
+        runner_module, "transformers_factory", lambda r, q: Terminated()
+    )
+    db = tmp_path / "t.sqlite"
+    result = cli.invoke(
+        app,
+        [
+            "bench",
+            "--prompt-tokens",
+            "16",
+            "--new-tokens",
+            "3",
+            "--repeat",
+            "5",
+            "--warmup",
+            "0",
+            "--db",
+            str(db),
+        ],
+    )
+    assert result.exit_code == 130
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+    assert con.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        runner_module,
+        "transformers_factory",
+        lambda ref, req: FakeBackend(ttft=0.5, step=0.1),
+    )
+    result = cli.invoke(
+        app,
+        [
+            "bench",
+            "--prompt-tokens",
+            "16",
+            "--new-tokens",
+            "3",
+            "--repeat",
+            "2",
+            "--warmup",
+            "1",
+            "--db",
+            str(tmp_path / "p.sqlite"),
+        ],
+    )
+    assert result.exit_code == 0
+    assert "Loading gemma-3-270m" in result.stderr
+    assert "P=16 N=3 B=1 warm-up 1: TTFT 500.0 ms, decode 10.00 tok/s" in result.stderr
+    assert "P=16 N=3 B=1 run 2:" in result.stderr
+    assert "TTFT" not in result.stdout.split("\n")[0]

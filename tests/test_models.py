@@ -72,5 +72,31 @@ def test_peak_rss_resets():
     with memory.PeakMemory("cpu") as peak:
         data = bytearray(100 * 2**20)
         data[::4096] = b"y" * len(data[::4096])
-    assert peak.bytes >= memory.rss_bytes() - 1
-    assert peak.bytes >= 100 * 2**20
+        inside = memory.rss_bytes()
+    assert peak.bytes >= inside >= 100 * 2**20
+
+
+def test_conversion_runs_in_a_child_and_reports_its_error(tmp_path, monkeypatch):
+    """A GGUF that transformers cannot load: one ModelError, from the child."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    from llmarch.models import ensure_converted
+
+    monkeypatch.setenv("LLMARCH_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    ref = resolve(str(path))
+    assert parameter_count(ref) == 32  # read from the GGUF's tensor table
+    with pytest.raises(ModelError) as info:
+        ensure_converted(ref)
+    assert "tiny.gguf" in str(info.value)
+    assert not ref.folder.exists()
+    assert not list(ref.folder.parent.glob("*.partial-*"))

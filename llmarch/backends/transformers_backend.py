@@ -176,10 +176,9 @@ class TransformersBackend(Backend):
         converting = self.ref.needs_conversion
         if converting:
             self.check_fits()
-        with memory.PeakMemory("cpu") as convert_peak:
-            t = time.perf_counter()
-            folder = ensure_converted(self.ref)
-            convert_s = time.perf_counter() - t if converting else None
+        t = time.perf_counter()
+        folder = ensure_converted(self.ref)
+        convert_s = time.perf_counter() - t if converting else None
 
         try:
             config = AutoConfig.from_pretrained(str(folder))
@@ -219,10 +218,17 @@ class TransformersBackend(Backend):
         return LoadInfo(
             load_s=load_s,
             weight_bytes=memory.module_weight_bytes(model),
-            peak_memory_bytes=max(peak.bytes, convert_peak.bytes if converting else 0),
+            peak_memory_bytes=peak.bytes,
             converted=converting,
             convert_s=convert_s,
-            details={"folder": str(folder)},
+            details={
+                "folder": str(folder),
+                "convert_peak_rss_bytes": (
+                    int(self.ref.extra["convert_peak_rss_bytes"])
+                    if "convert_peak_rss_bytes" in self.ref.extra
+                    else None
+                ),
+            },
         )
 
     def describe(self) -> dict[str, Any]:
