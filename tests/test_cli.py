@@ -12,6 +12,12 @@ from tests.conftest import FakeBackend
 cli = CliRunner()
 
 
+def _bench(monkeypatch, backend, args: str):
+    """`llmarch bench` with a fake backend; ``args`` is split on spaces."""
+    monkeypatch.setattr(runner_module, "transformers_factory", lambda r, q: backend)
+    return cli.invoke(app, ["bench", *args.split()])
+
+
 def _no_traceback(result):
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -56,25 +62,11 @@ def test_models_lists_the_embedded_default():
 
 def test_bench_json_goes_to_stdout(monkeypatch, tmp_path):
     backend = FakeBackend(ttft=0.5, step=0.1)
-    monkeypatch.setattr(runner_module, "transformers_factory", lambda ref, req: backend)
-    result = cli.invoke(
-        app,
-        [
-            "bench",
-            "--prompt-tokens",
-            "16",
-            "--new-tokens",
-            "3",
-            "--repeat",
-            "2",
-            "--warmup",
-            "0",
-            "--json",
-            "--db",
-            str(tmp_path / "x.sqlite"),
-            "--out-dir",
-            str(tmp_path / "out"),
-        ],
+    result = _bench(
+        monkeypatch,
+        backend,
+        f"--prompt-tokens 16 --new-tokens 3 --repeat 2 --warmup 0 --json "
+        f"--db {tmp_path}/x.sqlite --out-dir {tmp_path}/out",
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -89,25 +81,11 @@ def test_bench_json_goes_to_stdout(monkeypatch, tmp_path):
 
 
 def test_bench_table_and_report_paths(monkeypatch, tmp_path):
-    monkeypatch.setattr(
-        runner_module,
-        "transformers_factory",
-        lambda ref, req: FakeBackend(ttft=0.5, step=0.1),
-    )
     monkeypatch.setenv("LLMARCH_DB", str(tmp_path / "env.sqlite"))
-    result = cli.invoke(
-        app,
-        [
-            "bench",
-            "--prompt-tokens",
-            "16",
-            "--new-tokens",
-            "3",
-            "--repeat",
-            "1",
-            "--warmup",
-            "0",
-        ],
+    result = _bench(
+        monkeypatch,
+        FakeBackend(ttft=0.5, step=0.1),
+        "--prompt-tokens 16 --new-tokens 3 --repeat 1 --warmup 0",
     )
     assert result.exit_code == 0, result.output
     assert "500.0" in result.stdout  # TTFT 500 ms
@@ -118,26 +96,11 @@ def test_bench_table_and_report_paths(monkeypatch, tmp_path):
 
 
 def test_interrupted_bench_exits_130(monkeypatch, tmp_path):
-    monkeypatch.setattr(
-        runner_module,
-        "transformers_factory",
-        lambda ref, req: FakeBackend(fail_at=2, fail_with=KeyboardInterrupt()),
-    )
-    result = cli.invoke(
-        app,
-        [
-            "bench",
-            "--prompt-tokens",
-            "16",
-            "--new-tokens",
-            "3",
-            "--repeat",
-            "3",
-            "--warmup",
-            "0",
-            "--db",
-            str(tmp_path / "i.sqlite"),
-        ],
+    result = _bench(
+        monkeypatch,
+        FakeBackend(fail_at=2, fail_with=KeyboardInterrupt()),
+        f"--prompt-tokens 16 --new-tokens 3 --repeat 3 --warmup 0 "
+        f"--db {tmp_path}/i.sqlite",
     )
     assert result.exit_code == 130
     assert "interrupted" in result.stderr
@@ -191,54 +154,25 @@ def test_sigterm_is_treated_like_ctrl_c(monkeypatch, tmp_path):
                 os.kill(os.getpid(), signal.SIGTERM)
             return super().generate(**kw)
 
-    monkeypatch.setattr(
-        runner_module, "transformers_factory", lambda r, q: Terminated()
-    )
-    db = tmp_path / "t.sqlite"
-    result = cli.invoke(
-        app,
-        [
-            "bench",
-            "--prompt-tokens",
-            "16",
-            "--new-tokens",
-            "3",
-            "--repeat",
-            "5",
-            "--warmup",
-            "0",
-            "--db",
-            str(db),
-        ],
+    result = _bench(
+        monkeypatch,
+        Terminated(),
+        f"--prompt-tokens 16 --new-tokens 3 --repeat 5 --warmup 0 "
+        f"--db {tmp_path}/t.sqlite",
     )
     assert result.exit_code == 130
-    con = sqlite3.connect(db)
+    con = sqlite3.connect(tmp_path / "t.sqlite")
     assert con.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
     assert con.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 2
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(monkeypatch, tmp_path):
-    monkeypatch.setattr(
-        runner_module,
-        "transformers_factory",
-        lambda ref, req: FakeBackend(ttft=0.5, step=0.1),
-    )
-    result = cli.invoke(
-        app,
-        [
-            "bench",
-            "--prompt-tokens",
-            "16",
-            "--new-tokens",
-            "3",
-            "--repeat",
-            "2",
-            "--warmup",
-            "1",
-            "--db",
-            str(tmp_path / "p.sqlite"),
-        ],
+    result = _bench(
+        monkeypatch,
+        FakeBackend(ttft=0.5, step=0.1),
+        f"--prompt-tokens 16 --new-tokens 3 --repeat 2 --warmup 1 "
+        f"--db {tmp_path}/p.sqlite",
     )
     assert result.exit_code == 0
     assert "Loading gemma-3-270m" in result.stderr
