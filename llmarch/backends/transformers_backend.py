@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers imports the 
 
 import torch  # noqa: E402
 
-from llmarch import kvcache, memory  # noqa: E402
+from llmarch import arch, kvcache, memory  # noqa: E402
 from llmarch.backends.base import Backend, GenerationSample, LoadInfo  # noqa: E402
 from llmarch.errors import BackendError, ConfigError, ModelError, ResourceError  # noqa: E402
 from llmarch.models import ModelRef, ensure_converted, parameter_count  # noqa: E402
@@ -65,6 +65,19 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "float32"
 
 
+def _try_arch(config: Any) -> arch.Architecture | None:
+    """The architecture arithmetic for ``config``; None for an unknown family.
+
+    A family without arithmetic can still be benchmarked: its computed KV
+    column is then empty rather than wrong.
+    """
+    try:
+        return arch.from_config(config)
+    except arch.UnsupportedArchitecture as exc:
+        log.warning("no KV-cache arithmetic: %s", exc)
+        return None
+
+
 class _TokenClock:
     """A generate() streamer that timestamps every decoding step."""
 
@@ -107,7 +120,7 @@ class TransformersBackend(Backend):
         self.max_batch = max_batch
         self.model: Any = None
         self.tokenizer: Any = None
-        self.kv_layers: list[kvcache.LayerKV] = []
+        self.arch: arch.Architecture | None = None
 
     # -- loading -----------------------------------------------------------
 
@@ -126,18 +139,18 @@ class TransformersBackend(Backend):
 
         weights = int(params * itemsize * WEIGHT_OVERHEAD)
         tokens, batch = self.max_tokens, self.max_batch
-        kv = kvcache.computed_kv_bytes(
-            kvcache.layers_from_config(config),
-            tokens=tokens,
-            batch=batch,
-            bytes_per_element=itemsize,
+        kv = _try_arch(config)
+        kv_bytes = (
+            kv.kv_bytes(tokens=tokens, batch=batch, bytes_per_element=itemsize)
+            if kv
+            else 0
         )
         # Prefill holds, per prompt token, a few hidden-size vectors and one
         # MLP intermediate vector at a time.
         text = config.get_text_config()
         width = getattr(text, "intermediate_size", 0) + 4 * text.hidden_size
         activations = batch * tokens * width * itemsize
-        return weights + kv + activations + WORKING_MEMORY_BYTES
+        return weights + kv_bytes + activations + WORKING_MEMORY_BYTES
 
     def check_fits(self, config: Any = None) -> None:
         """Stop before loading a model that clearly will not fit (unless forced)."""
@@ -214,7 +227,7 @@ class TransformersBackend(Backend):
             pad = self.tokenizer.pad_token_id
             model.generation_config.pad_token_id = pad if pad is not None else 0
         self.model = model
-        self.kv_layers = kvcache.layers_from_config(model.config)
+        self.arch = _try_arch(model.config)
         return LoadInfo(
             load_s=load_s,
             weight_bytes=memory.module_weight_bytes(model),
@@ -239,10 +252,15 @@ class TransformersBackend(Backend):
             "model_type": getattr(cfg, "model_type", None),
             "architectures": getattr(cfg, "architectures", None),
             "parameters": sum(p.numel() for p in self.model.parameters()),
-            "kv_bytes_per_token": kvcache.kv_bytes_per_token(
-                self.kv_layers, bytes_per_element=DTYPES[self.dtype].itemsize
+            "kv_bytes_per_token": (
+                self.arch.kv_bytes_per_token(
+                    bytes_per_element=DTYPES[self.dtype].itemsize
+                )
+                if self.arch
+                else None
             ),
-            "layers": len(self.kv_layers),
+            "attention": self.arch.attention_kind() if self.arch else None,
+            "layers": getattr(cfg.get_text_config(), "num_hidden_layers", None),
             "sliding_window": getattr(cfg, "sliding_window", None),
         }
 
@@ -299,11 +317,14 @@ class TransformersBackend(Backend):
             kv_bytes_measured=kvcache.measured_kv_bytes(cache)
             if cache is not None
             else None,
-            kv_bytes_computed=kvcache.computed_kv_bytes(
-                self.kv_layers,
-                tokens=kv_tokens,
-                batch=batch,
-                bytes_per_element=DTYPES[self.dtype].itemsize,
+            kv_bytes_computed=(
+                self.arch.kv_bytes(
+                    tokens=kv_tokens,
+                    batch=batch,
+                    bytes_per_element=DTYPES[self.dtype].itemsize,
+                )
+                if self.arch
+                else None
             ),
             peak_memory_bytes=peak.bytes,
             output_ids=out.sequences[:, prompt_tokens:].tolist(),
