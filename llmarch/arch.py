@@ -371,6 +371,51 @@ def _llama_like(f: _Fields) -> Architecture:
     )
 
 
+def _llama4(f: _Fields) -> Architecture:
+    """Llama 4 text: MoE layers with a shared expert, dense layers between."""
+    hidden = int(f.need("hidden_size"))
+    inter = int(f.need("intermediate_size"))
+    inter_dense = int(f.need("intermediate_size_mlp"))
+    experts, top_k = (
+        int(f.need("num_local_experts")),
+        int(f.need("num_experts_per_tok")),
+    )
+    moe_layers = set(f.get("moe_layers", []) or [])
+    layers = _attention_layers(f, moe_layers=moe_layers)
+    bias = bool(f.get("attention_bias", False))
+    embed, tied, head = _embeddings(f, hidden)
+    total = active = embed + head + hidden
+    expert = 3 * hidden * inter
+    for layer in layers:
+        common = (
+            _attn_params(
+                layer, hidden, q_bias=bias, kv_bias=bias, o_bias=bias, qk_norm=False
+            )
+            + 2 * hidden
+        )
+        if layer.moe:  # router, shared expert, routed experts
+            fixed = common + hidden * experts + expert
+            total += fixed + experts * expert
+            active += fixed + top_k * expert
+        else:
+            total += common + 3 * hidden * inter_dense
+            active += common + 3 * hidden * inter_dense
+    return _arch(
+        f,
+        layers,
+        total=total,
+        active=active,
+        embedding=embed,
+        tied=tied,
+        experts=experts,
+        experts_per_token=top_k,
+        shared_experts=1,
+        positional="RoPE on chunked layers, none on full layers",
+        norm="RMSNorm",
+        activation=f.get("hidden_act"),
+    )
+
+
 def _gemma3(f: _Fields) -> Architecture:
     hidden = int(f.need("hidden_size"))
     inter = int(f.need("intermediate_size"))
@@ -686,6 +731,7 @@ _FAMILIES = {
     "deepseek_v3": _deepseek_v3,
     "falcon": _falcon,
     "gpt2": _gpt2,
+    "llama4_text": _llama4,
 }
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_FAMILIES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from functools import lru_cache
 from importlib.resources import files
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -25,7 +25,12 @@ class WeightsSource(BaseModel):
 
 
 class CatalogEntry(BaseModel):
-    """One known model: its id, family, weights and licence."""
+    """One known model: its id, family, weights, licence and config.
+
+    ``config`` holds the fields of the model's ``config.json`` (the text part
+    of a multimodal config), named exactly as there; ``config_source`` says
+    where they were read. Published figures carry their own source.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,8 +41,13 @@ class CatalogEntry(BaseModel):
     license: str
     open_weights: bool
     params_published: int | None = None
+    params_active_published: int | None = None
     params_source: str | None = None
+    context_length: int | None = None
+    api_ids: dict[str, str] = {}
     weights: WeightsSource
+    config: dict[str, Any] | None = None
+    config_source: str | None = None
     note: str | None = None
 
 
@@ -67,10 +77,22 @@ def get_entry(model_id: str) -> CatalogEntry:
 
 
 def unknown_model_message(model_id: str) -> str:
-    """One line saying the id is unknown, with close ids when there are any."""
-    close = difflib.get_close_matches(model_id, list(load_catalog()), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return (
-        f"Unknown model '{model_id}'.{hint} Pass a catalog id (see `llmarch models`), "
-        "a local Hugging Face model folder or a .gguf file."
+    """One line saying the id is unknown, with its family's real sizes and close ids.
+
+    ``gemma-4-27b`` gets the sizes Gemma 4 really comes in, not a silent
+    mapping to a neighbour.
+    """
+    catalog = load_catalog()
+    parts = [f"Unknown model '{model_id}'."]
+    family = model_id.rsplit("-", 1)[0]
+    siblings = [i for i in catalog if "-" in model_id and i.startswith(family + "-")]
+    if siblings:
+        parts.append(f"The catalog's {family} models are: {', '.join(siblings)}.")
+    close = difflib.get_close_matches(model_id, list(catalog), n=3, cutoff=0.5)
+    if close:
+        parts.append(f"Did you mean: {', '.join(close)}?")
+    parts.append(
+        "Pass a catalog id (see `llmarch models`), a local Hugging Face model folder "
+        "or a .gguf file."
     )
+    return " ".join(parts)

@@ -203,6 +203,55 @@ def models(
     out.print(table)
 
 
+@app.command()
+def inspect(
+    models: Annotated[
+        list[str], typer.Argument(help="Catalog ids, model folders or .gguf files.")
+    ],
+    context: Annotated[int, typer.Option(help="Context length in tokens.")] = 8192,
+    batch: Annotated[int, typer.Option(help="Sequences held at once.")] = 1,
+    weights_dtype: Annotated[
+        str, typer.Option(help="float32, bfloat16, int8 or 4bit, for the memory check.")
+    ] = "bfloat16",
+    kv_dtype: Annotated[
+        str, typer.Option(help="float32, bfloat16, float16 or int8 for the KV cache.")
+    ] = "bfloat16",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Explain models' architectures in numbers, side by side."""
+    from llmarch.inspect import check_options, free_memory, read_model, report
+    from llmarch.render import inspect_table
+
+    try:
+        check_options(
+            context=context, batch=batch, weights_dtype=weights_dtype, kv_dtype=kv_dtype
+        )
+        free = free_memory()
+        reports = [
+            report(
+                read_model(m),
+                context=context,
+                batch=batch,
+                weights_dtype=weights_dtype,
+                kv_dtype=kv_dtype,
+                free_memory=free,
+            )
+            for m in models
+        ]
+    except LlmarchError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        out.print_json(json.dumps(reports))
+    else:
+        out.print(inspect_table(reports))
+        for r in reports:
+            for line in r["unknown"]:
+                err.print(
+                    f"{r['model']}: unknown from this source: {line}", highlight=False
+                )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -283,12 +283,11 @@ def _safetensors_numel(folder: Path) -> int:
 
 
 def _gguf_numel(path: Path) -> int:
-    from gguf import GGUFReader
+    from llmarch.gguf_meta import read_header
 
     try:
-        reader = GGUFReader(str(path))
-        return sum(int(t.n_elements) for t in reader.tensors)
-    except (ValueError, OSError, IndexError, KeyError) as exc:
+        return read_header(path).n_elements()
+    except (ValueError, OSError) as exc:
         raise ModelError(
             f"{path} is not a readable GGUF file ({exc}); check the file."
         ) from exc

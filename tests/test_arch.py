@@ -118,6 +118,16 @@ CONFIGS = {
         new_decoder_architecture=True,
         bias=True,
     ),
+    "llama4": dict(
+        model_type="llama4_text",
+        **LLAMA_SHAPE,
+        intermediate_size_mlp=40,
+        num_local_experts=4,
+        num_experts_per_tok=1,
+        moe_layers=[1, 2],
+        no_rope_layers=[1, 1, 0],
+        attention_chunk_size=6,
+    ),
     "gpt2": dict(model_type="gpt2", n_embd=32, n_layer=2, n_head=4, n_positions=64),
     "gemma4": dict(
         model_type="gemma4_text",
