@@ -72,7 +72,7 @@ class Architecture:
     layers: list[LayerArch]
     params_total: int
     params_active: int
-    params_embedding: int
+    params_embedding: int  # input token (and position) embedding tables
     tied_embeddings: bool
     context_length: int | None
     experts: int | None = None
@@ -81,7 +81,17 @@ class Architecture:
     positional: str | None = None
     norm: str | None = None
     activation: str | None = None
+    params_lookup_only: int = 0  # tables only looked up: untied input, PLE
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def params_active_compute(self) -> int:
+        """Active parameters without tables that are only looked up.
+
+        Publishers differ: OpenAI's 3.6B active for gpt-oss-20b leaves out the
+        (untied) input embedding; Mixtral's 12.9B keeps it.
+        """
+        return self.params_active - self.params_lookup_only
 
     # -- attention ----------------------------------------------------------
 
@@ -284,7 +294,11 @@ def _arch(
     tied: bool,
     **extra: Any,
 ) -> Architecture:
+    # Tables that are only looked up, never multiplied: an untied input
+    # embedding, and any extra per-layer tables a family passes in.
+    lookup = (0 if tied else embedding) + extra.pop("lookup_extra", 0)
     return Architecture(
+        params_lookup_only=lookup,
         model_type=str(f.get("model_type")),
         hidden_size=int(f.need("hidden_size")),
         vocab_size=int(f.need("vocab_size")),
@@ -498,6 +512,7 @@ def _gemma4(f: _Fields) -> Architecture:
     if ple:
         ple_vocab = int(f.need("vocab_size_per_layer_input"))
         base += ple_vocab * n * ple + hidden * n * ple + ple
+    ple_table = int(f.get("vocab_size_per_layer_input", 0) or 0) * n * ple
     arch = _arch(
         f,
         layers,
@@ -505,6 +520,7 @@ def _gemma4(f: _Fields) -> Architecture:
         active=active + base,
         embedding=embed,
         tied=tied,
+        lookup_extra=ple_table,
         experts=experts,
         experts_per_token=top_k,
         positional="RoPE (proportional on full layers)",
@@ -727,6 +743,7 @@ _FAMILIES = {
     "phi3": _llama_like,
     "gemma3_text": _gemma3,
     "gemma4_text": _gemma4,
+    "gemma4_unified_text": _gemma4,  # Gemma 4 12B: the same decoder
     "gpt_oss": _gpt_oss,
     "deepseek_v3": _deepseek_v3,
     "falcon": _falcon,

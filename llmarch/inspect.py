@@ -111,7 +111,7 @@ def _from_gguf(path: Path) -> ModelConfig:
         raise ModelError(f"{path} is not a readable GGUF file ({exc}).") from exc
 
     gguf_arch = header.metadata.get("general.architecture")
-    mapping = GGUF_CONFIG_MAPPING.get(str(gguf_arch))
+    mapping: dict[str, Any] | None = GGUF_CONFIG_MAPPING.get(str(gguf_arch))  # type: ignore[assignment]
     if mapping is None:
         raise arch.UnsupportedArchitecture(
             f"GGUF architecture '{gguf_arch}' has no config mapping in transformers"
@@ -228,6 +228,7 @@ def report(
         "params_total": a.params_total,
         "params_active": a.params_active,
         "params_embedding": a.params_embedding,
+        "params_active_compute": a.params_active_compute,
         "params_published": entry.params_published if entry else None,
         "params_active_published": entry.params_active_published if entry else None,
         "params_source": entry.params_source if entry else None,

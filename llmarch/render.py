@@ -55,6 +55,7 @@ def inspect_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("parameters, published", published),
         ("active per token, computed", _count(r["params_active"])),
         ("active per token, published", _count(r["params_active_published"])),
+        ("active, without lookup-only tables", _count(r["params_active_compute"])),
         ("embedding parameters", _count(r["params_embedding"])),
     ]
     for dtype, size in r["weight_bytes"].items():
