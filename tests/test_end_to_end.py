@@ -98,3 +98,36 @@ def test_gemma_prompts_start_with_bos_and_are_exact():
     assert rows[0][0] == rows[1][0] == tok.bos_token_id == 2
     assert rows[0].count(tok.bos_token_id) == 1
     assert tok.decode(rows[0][1:]).startswith("The Keepers of the Coast")
+
+
+def test_three_readers_agree_on_gemma_3_270m():
+    """Catalog, converted config.json and GGUF metadata give the same figures."""
+    from llmarch.inspect import read_model, report
+    from llmarch.models import assemble_embedded, ensure_converted, resolve
+
+    ref = resolve("gemma-3-270m")
+    sources = ["gemma-3-270m", str(ensure_converted(ref)), str(assemble_embedded(ref))]
+    keys = (
+        "params_total",
+        "kv_bytes_per_token",
+        "kv_bytes",
+        "layout",
+        "attention",
+        "context_length",
+        "vocab_size",
+        "tied_embeddings",
+    )
+    figures = []
+    for source in sources:
+        r = report(
+            read_model(source),
+            context=4096,
+            batch=2,
+            weights_dtype="bfloat16",
+            kv_dtype="bfloat16",
+        )
+        figures.append({k: r[k] for k in keys})
+    assert figures[0] == figures[1] == figures[2]
+    assert figures[0]["params_total"] == 268_098_176
+    # (3 full x 4096 + 15 sliding x 511) x 2 x 256 x 2 bytes x batch 2
+    assert figures[0]["kv_bytes"] == (3 * 4096 + 15 * 511) * 1024 * 2
