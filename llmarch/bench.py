@@ -98,17 +98,18 @@ def run_settings(
     for prompt_tokens, new_tokens, batch in settings.grid():
         for i in range(settings.warmup + settings.repeat):
             is_warmup = i < settings.warmup
-            sample = backend.generate(
+            result = backend.generate(
                 prompt_tokens=prompt_tokens, new_tokens=new_tokens, batch=batch
             )
-            row = store.add_sample(
-                run_id,
-                sample,
-                repeat=i - settings.warmup if not is_warmup else i,
-                is_warmup=is_warmup,
-            )
-            log.debug("sample %s", row)
-            rows.append(row)
-            if on_sample is not None:
-                on_sample(row)
+            for sample in result if isinstance(result, list) else [result]:
+                row = store.add_sample(
+                    run_id,
+                    sample,
+                    repeat=i - settings.warmup if not is_warmup else i,
+                    is_warmup=is_warmup,
+                )
+                log.debug("sample %s", row)
+                rows.append(row)
+                if on_sample is not None:
+                    on_sample(row)
     return rows

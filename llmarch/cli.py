@@ -111,8 +111,21 @@ def bench(
             "--json", help="Print one JSON document to stdout instead of a table."
         ),
     ] = False,
+    backend: Annotated[
+        str, typer.Option(help="transformers (local) or openai (an API server).")
+    ] = "transformers",
+    base_url: Annotated[
+        str | None, typer.Option(help="API base URL, e.g. http://127.0.0.1:8000/v1.")
+    ] = None,
+    served_model: Annotated[
+        str | None, typer.Option(help="Model name the server knows (default: MODEL).")
+    ] = None,
+    endpoint: Annotated[str, typer.Option(help="completions or chat.")] = "completions",
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable that holds the API key.")
+    ] = "OPENAI_API_KEY",
 ) -> None:
-    """Measure latency, throughput and memory of a model on this machine."""
+    """Measure latency, throughput and memory of a model, locally or through an API."""
     from llmarch.runner import BenchRequest, run_bench
 
     request = BenchRequest(
@@ -127,6 +140,11 @@ def bench(
         force=force,
         db=db or paths.db_path(),
         out_dir=out_dir or paths.results_dir(),
+        backend=backend,
+        base_url=base_url,
+        served_model=served_model,
+        endpoint=endpoint,
+        api_key_env=api_key_env,
     )
     try:
         outcome = run_bench(request, console=err)
@@ -138,6 +156,15 @@ def bench(
         out.print_json(json.dumps(outcome.document, default=str))
     else:
         _print_summary(outcome.document)
+    failed = [x for x in outcome.document["samples"] if x.get("error")]
+    if failed:
+        reasons = ", ".join(sorted({x["error"] for x in failed}))
+        err.print(
+            f"[yellow]warning:[/] {len(failed)} of {len(outcome.document['samples'])} "
+            f"requests failed ({reasons}); they are counted in 'failed', not in the "
+            "statistics.",
+            highlight=False,
+        )
     for kind, path in outcome.reports.items():
         err.print(f"{kind}: {path}", highlight=False)
     err.print(f"database: {request.db} (run {outcome.run_id})", highlight=False)

@@ -43,9 +43,18 @@ class TokenTimings:
 
 
 def timings_from_token_times(
-    t0: float, token_times: Sequence[float], *, prompt_tokens: int, batch: int = 1
+    t0: float,
+    token_times: Sequence[float],
+    *,
+    prompt_tokens: int,
+    batch: int = 1,
+    tokens: int | None = None,
 ) -> TokenTimings:
-    """Compute TTFT, TPOT, end-to-end latency and tokens/s from timestamps."""
+    """Compute TTFT, TPOT, end-to-end latency and tokens/s from timestamps.
+
+    ``tokens`` is the number of new tokens when a reading can cover several
+    (an API chunk holding two tokens); by default one token per reading.
+    """
     if not token_times:
         raise ValueError("a generation without any new token has no timings")
     if (
@@ -56,7 +65,7 @@ def timings_from_token_times(
     if prompt_tokens < 1 or batch < 1:
         raise ValueError("prompt_tokens and batch must be at least 1")
 
-    n = len(token_times)
+    n = len(token_times) if tokens is None else tokens
     ttft = token_times[0] - t0
     decode_span = token_times[-1] - token_times[0]
     tpot = decode_span / (n - 1) if n > 1 else None

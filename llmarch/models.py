@@ -45,7 +45,7 @@ class ModelRef:
 
     @property
     def needs_conversion(self) -> bool:
-        if self.kind == "folder":
+        if self.kind in ("folder", "api"):
             return False
         return self.folder is None or not (self.folder / _CONVERSION_MARK).exists()
 

@@ -18,7 +18,9 @@ import pandas as pd
 from llmarch.metrics import METRIC_UNITS
 from llmarch.stats import STAT_NAMES, summarize
 
-SETTING_KEYS = ("prompt_tokens", "new_tokens", "batch")
+# A local backend runs ``batch`` prompts in one generation; an API backend
+# sends ``concurrency`` single requests at once.
+SETTING_KEYS = ("prompt_tokens", "new_tokens", "batch", "concurrency")
 MIB = 2**20
 
 
@@ -37,23 +39,32 @@ def summarize_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[int, ...], list[dict[str, Any]]] = defaultdict(list)
     for s in samples:
         if not s.get("is_warmup"):
-            groups[tuple(s[k] for k in SETTING_KEYS)].append(s)
+            groups[tuple(s.get(k) or 1 for k in SETTING_KEYS)].append(s)
 
     rows = []
     for key in sorted(groups):
-        group = groups[key]
+        every = groups[key]
+        group = [s for s in every if not s.get("error")]
         row: dict[str, Any] = dict(zip(SETTING_KEYS, key, strict=True))
         row["n"] = len(group)
+        row["failed"] = len(every) - len(group)
+        sources = sorted({s["tokens_source"] for s in group if s.get("tokens_source")})
+        row["tokens_source"] = ",".join(sources) or None
         for metric in METRIC_UNITS:
             summary = summarize([s[metric] for s in group if s[metric] is not None])
             for stat in STAT_NAMES:
                 row[f"{metric}_{stat}"] = getattr(summary, stat) if summary else None
-        last = group[-1]
+        last = group[-1] if group else every[-1]
         row["kv_tokens"] = last.get("kv_tokens")
         row["kv_bytes_measured"] = last.get("kv_bytes_measured")
         row["kv_bytes_computed"] = last.get("kv_bytes_computed")
-        row["kv_match"] = all(
-            s.get("kv_bytes_measured") == s.get("kv_bytes_computed") for s in group
+        measured = [s.get("kv_bytes_measured") for s in group]
+        row["kv_match"] = (
+            None
+            if not group or None in measured
+            else all(
+                s["kv_bytes_measured"] == s.get("kv_bytes_computed") for s in group
+            )
         )
         peaks = [s["peak_memory_bytes"] for s in group if s.get("peak_memory_bytes")]
         row["peak_memory_bytes"] = max(peaks) if peaks else None
@@ -88,7 +99,9 @@ HEADLINE_COLUMNS = (
     ("prompt tokens", "prompt_tokens", 1, 0),
     ("new tokens", "new_tokens", 1, 0),
     ("batch", "batch", 1, 0),
+    ("concurrency", "concurrency", 1, 0),
     ("runs", "n", 1, 0),
+    ("failed", "failed", 1, 0),
     ("TTFT median (ms)", "ttft_s_median", 1e3, 1),
     ("TTFT p90 (ms)", "ttft_s_p90", 1e3, 1),
     ("TPOT median (ms)", "tpot_s_median", 1e3, 2),
@@ -118,6 +131,7 @@ CONSOLE_COLUMNS = (
     ("prompt\ntok", "prompt_tokens", 1, 0),
     ("new\ntok", "new_tokens", 1, 0),
     ("batch", "batch", 1, 0),
+    ("conc.", "concurrency", 1, 0),
     ("runs", "n", 1, 0),
     ("TTFT\nms", "ttft_s_median", 1e3, 1),
     ("TPOT\nms", "tpot_s_median", 1e3, 1),
@@ -130,12 +144,29 @@ CONSOLE_COLUMNS = (
 
 
 def console_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """A narrower table for terminals: medians, measured KV with a check mark."""
-    headers = [h for h, *_ in CONSOLE_COLUMNS]
+    """A narrower table for terminals: medians, measured KV with a check mark.
+
+    Columns that say nothing for this run (concurrency when every row is 1,
+    KV and peak memory for API runs) are left out.
+    """
+    columns = [
+        c
+        for c in CONSOLE_COLUMNS
+        if not (c[1] == "concurrency" and all((r.get(c[1]) or 1) == 1 for r in rows))
+        and not (
+            c[1] in ("kv_bytes_measured", "peak_memory_bytes")
+            and all(r.get(c[1]) is None for r in rows)
+        )
+    ]
+    headers = [h for h, *_ in columns]
     body = []
     for row in rows:
-        cells = [_fmt(row.get(c), scale, d, "") for _h, c, scale, d in CONSOLE_COLUMNS]
-        cells[-2] += " ✓" if row.get("kv_match") else " ✗"
+        cells = []
+        for _h, column, scale, digits in columns:
+            cell = _fmt(row.get(column), scale, digits, "")
+            if column == "kv_bytes_measured" and row.get("kv_match") is not None:
+                cell += " ✓" if row["kv_match"] else " ✗"
+            cells.append(cell)
         body.append(cells)
     return headers, body
 
@@ -177,7 +208,7 @@ def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     parts += ["", "## Summary (medians over repeats; warm-up runs excluded)", ""]
     parts.append(_md_table(*headline_table(rows)))
     for metric, (title, scale, shown) in SECTION_UNITS.items():
-        headers = ["prompt tokens", "new tokens", "batch", "runs"] + [
+        headers = ["prompt tokens", "new tokens", "batch", "concurrency", "runs"] + [
             f"{stat} ({shown})" for stat in STAT_NAMES
         ]
         body = [
@@ -185,6 +216,7 @@ def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                 str(r["prompt_tokens"]),
                 str(r["new_tokens"]),
                 str(r["batch"]),
+                str(r["concurrency"]),
                 str(r["n"]),
             ]
             + [_fmt(r.get(f"{metric}_{stat}"), scale, 3) for stat in STAT_NAMES]

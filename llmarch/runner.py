@@ -25,7 +25,7 @@ from llmarch import __version__
 from llmarch.backends.base import Backend
 from llmarch.bench import BenchSettings, parse_int_list, run_settings
 from llmarch.errors import ConfigError, LlmarchError
-from llmarch.models import ModelRef, resolve
+from llmarch.models import ModelRef, ensure_converted, resolve
 from llmarch.report import json_document, summarize_samples, write_reports
 from llmarch.store import ResultStore
 from llmarch.sysinfo import library_versions, machine_info
@@ -48,6 +48,11 @@ class BenchRequest:
     force: bool
     db: Path
     out_dir: Path
+    backend: str = "transformers"
+    base_url: str | None = None
+    served_model: str | None = None
+    endpoint: str = "completions"
+    api_key_env: str = "OPENAI_API_KEY"
 
     def settings(self) -> BenchSettings:
         return BenchSettings(
@@ -117,6 +122,43 @@ def transformers_factory(ref: ModelRef, request: BenchRequest) -> Backend:
     )
 
 
+def _openai_backend(request: BenchRequest) -> tuple[ModelRef, Backend]:
+    """An OpenAI-compatible server; the tokenizer comes from the local model."""
+    from llmarch.backends.openai_backend import OpenAIBackend
+
+    if not request.base_url:
+        raise ConfigError(
+            "--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)"
+        )
+    served = request.served_model or request.model
+    if not served:
+        raise ConfigError("--backend openai needs a model name or --served-model")
+    tokenizer = None
+    try:  # exact prompt lengths when llmarch has the model's tokenizer
+        from transformers import AutoTokenizer
+
+        local = resolve(request.model) if request.model else None
+        if local is not None:
+            folder = ensure_converted(local)
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (LlmarchError, OSError, ValueError) as exc:
+        log.info("no local tokenizer for %s: %s", request.model, exc)
+    ref = ModelRef(
+        spec=request.model or served,
+        name=request.model or served,
+        kind="api",
+        source=f"api:{request.base_url} (model {served}, {request.endpoint})",
+    )
+    backend = OpenAIBackend(
+        base_url=request.base_url,
+        model=served,
+        endpoint=request.endpoint,
+        api_key_env=request.api_key_env,
+        tokenizer=tokenizer,
+    )
+    return ref, backend
+
+
 def run_bench(
     request: BenchRequest,
     *,
@@ -126,8 +168,15 @@ def run_bench(
     """Run a bench; LlmarchError for bad input, otherwise an outcome with status."""
     settings = request.settings()
     _check_writable(request.out_dir, "--out-dir")
-    ref = resolve(request.model)
-    backend = (backend_factory or transformers_factory)(ref, request)
+    if request.backend == "openai":
+        ref, backend = _openai_backend(request)
+    elif request.backend == "transformers":
+        ref = resolve(request.model)
+        backend = (backend_factory or transformers_factory)(ref, request)
+    else:
+        raise ConfigError(
+            f"--backend must be transformers or openai, not '{request.backend}'"
+        )
     store = ResultStore(request.db)
 
     loading = f"Loading {ref.name} ({backend.device}, {backend.dtype})" + (
@@ -183,14 +232,23 @@ def run_bench(
                 kind = "warm-up" if row["is_warmup"] else "run"
                 label = (
                     f"P={row['prompt_tokens']} N={row['new_tokens']} B={row['batch']}"
+                    + (
+                        f" C={row['concurrency']}"
+                        if row.get("concurrency", 1) > 1
+                        else ""
+                    )
                 )
                 progress.update(task, advance=1, description=f"{label} {kind}")
                 if not console.is_terminal:  # logs get one line per sample
-                    decode = row["decode_tps"]
+                    decode, ttft = row["decode_tps"], row["ttft_s"]
+                    figures = (
+                        f"failed: {row['error']}"
+                        if row.get("error")
+                        else f"TTFT {ttft * 1e3:.1f} ms, decode "
+                        + (f"{decode:.2f} tok/s" if decode else "–")
+                    )
                     console.print(
-                        f"{label} {kind} {row['repeat'] + 1}: TTFT "
-                        f"{row['ttft_s'] * 1e3:.1f} ms, decode "
-                        + (f"{decode:.2f} tok/s" if decode else "–"),
+                        f"{label} {kind} {row['repeat'] + 1}: {figures}",
                         highlight=False,
                     )
 

@@ -53,27 +53,23 @@ CREATE TABLE IF NOT EXISTS samples (
     kv_bytes_measured INTEGER,
     kv_bytes_computed INTEGER,
     peak_memory_bytes INTEGER,
-    token_times_json TEXT
+    token_times_json TEXT,
+    output_tokens INTEGER,
+    tokens_source TEXT,
+    concurrency INTEGER,
+    error TEXT,
+    text TEXT
 );
 CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id);
 """
 
-SAMPLE_COLUMNS = (
-    "prompt_tokens",
-    "new_tokens",
-    "batch",
-    "repeat",
-    "is_warmup",
-    "ttft_s",
-    "tpot_s",
-    "e2e_s",
-    "prefill_tps",
-    "decode_tps",
-    "kv_tokens",
-    "kv_bytes_measured",
-    "kv_bytes_computed",
-    "peak_memory_bytes",
-)
+_ADDED_SAMPLE_COLUMNS = {
+    "output_tokens": "INTEGER",
+    "tokens_source": "TEXT",
+    "concurrency": "INTEGER",
+    "error": "TEXT",
+    "text": "TEXT",
+}
 
 
 def now_iso() -> str:
@@ -100,6 +96,7 @@ class ResultStore:
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA foreign_keys = ON")
             self.conn.executescript(SCHEMA)
+            self._add_missing_columns()
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.commit()
         except (OSError, sqlite3.Error) as exc:
@@ -107,6 +104,13 @@ class ResultStore:
                 f"cannot use {self.path} as the results database ({exc}); "
                 "pass a writable SQLite path with --db or LLMARCH_DB"
             ) from exc
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database written by an earlier llmarch up to this schema."""
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(samples)")}
+        for name, kind in _ADDED_SAMPLE_COLUMNS.items():
+            if name not in have:
+                self.conn.execute(f"ALTER TABLE samples ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.conn.close()
@@ -182,17 +186,25 @@ class ResultStore:
     ) -> dict[str, Any]:
         """Commit one generation's figures now; return the stored row."""
         timings = sample.timings
+        empty = dict.fromkeys(
+            ("ttft_s", "tpot_s", "e2e_s", "prefill_tps", "decode_tps")
+        )
         row = {
             "prompt_tokens": sample.prompt_tokens,
             "new_tokens": sample.new_tokens,
             "batch": sample.batch,
             "repeat": repeat,
             "is_warmup": int(is_warmup),
-            **timings.as_dict(),
+            **(timings.as_dict() if timings is not None else empty),
             "kv_tokens": sample.kv_tokens,
             "kv_bytes_measured": sample.kv_bytes_measured,
             "kv_bytes_computed": sample.kv_bytes_computed,
             "peak_memory_bytes": sample.peak_memory_bytes,
+            "output_tokens": sample.output_tokens,
+            "tokens_source": sample.tokens_source,
+            "concurrency": sample.concurrency,
+            "error": sample.error,
+            "text": sample.text,
         }
         relative = [round(t - sample.t0, 9) for t in sample.token_times]
         with self._tx() as c:

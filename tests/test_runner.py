@@ -80,8 +80,9 @@ def test_csv_and_markdown_equal_the_stored_numbers(tmp_path):
 
     md = outcome.reports["markdown"].read_text()
     assert outcome.run_id in md
-    # TTFT median 250.0 ms, TPOT 50.00 ms, decode 40.00 tok/s for batch 2
-    assert "| 10 | 5 | 2 | 3 | 250.0 | 250.0 | 50.00 | 80.0 | 40.00 |" in md
+    # batch 2, concurrency 1, 3 runs, 0 failed: TTFT median 250.0 ms,
+    # TPOT 50.00 ms, decode 40.00 tok/s
+    assert "| 10 | 5 | 2 | 1 | 3 | 0 | 250.0 | 250.0 | 50.00 | 80.0 | 40.00 |" in md
 
 
 def test_interrupt_keeps_what_was_measured(tmp_path):

@@ -39,14 +39,25 @@ class GenerationSample:
     kv_bytes_computed: int | None = None
     peak_memory_bytes: int | None = None
     output_ids: list[list[int]] | None = None
+    # API backends: one sample per request, ``batch`` 1, sent with others at
+    # ``concurrency``; token_times are the arrivals of text chunks.
+    output_tokens: int | None = None
+    tokens_source: str | None = None
+    concurrency: int = 1
+    error: str | None = None
+    text: str | None = None
 
     @property
-    def timings(self) -> TokenTimings:
+    def timings(self) -> TokenTimings | None:
+        """Latency figures; None for a failed request (no token arrived)."""
+        if self.error is not None or not self.token_times:
+            return None
         return timings_from_token_times(
             self.t0,
             self.token_times,
             prompt_tokens=self.prompt_tokens,
             batch=self.batch,
+            tokens=self.output_tokens,
         )
 
 
@@ -69,8 +80,12 @@ class Backend(ABC):
     @abstractmethod
     def generate(
         self, *, prompt_tokens: int, new_tokens: int, batch: int
-    ) -> GenerationSample:
-        """Greedy-decode exactly ``new_tokens`` tokens for ``batch`` prompts."""
+    ) -> GenerationSample | list[GenerationSample]:
+        """Greedy-decode ``new_tokens`` tokens for ``batch`` prompts.
+
+        Local backends return one sample for the whole batch; API backends send
+        ``batch`` concurrent requests and return one sample per request.
+        """
 
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model for the run's metadata."""

@@ -328,6 +328,7 @@ class TransformersBackend(Backend):
             ),
             peak_memory_bytes=peak.bytes,
             output_ids=out.sequences[:, prompt_tokens:].tolist(),
+            text=self.tokenizer.decode(out.sequences[0, prompt_tokens:]),
         )
         del out, cache
         return sample

@@ -1,0 +1,207 @@
+"""The API backend for OpenAI-compatible servers (vLLM, llama.cpp server,
+Ollama, TGI, ``transformers serve``, OpenAI itself), through the ``openai`` SDK.
+
+Every request streams. A setting's ``batch`` becomes that many concurrent
+requests; each request is one sample, measured with the definitions of
+``llmarch.streaming``. The API key comes from ``--api-key-env`` (default
+``OPENAI_API_KEY``); it is handed to the SDK and never logged or stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any, ClassVar
+
+from llmarch.backends.base import Backend, GenerationSample, LoadInfo
+from llmarch.errors import BackendError, ConfigError
+from llmarch.prompts import prompt_text, prompt_token_ids
+from llmarch.streaming import openai_chunk_event, request_metrics
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = ("completions", "chat")
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+# Without a tokenizer, a prompt is cut to this many words per requested token
+# (English prose runs at roughly 0.75 words per token); the server's usage
+# figures then give the real count.
+WORDS_PER_TOKEN = 0.75
+
+
+class OpenAIBackend(Backend):
+    """Streams completions from an OpenAI-compatible server."""
+
+    NAME: ClassVar[str] = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        endpoint: str = "completions",
+        api_key_env: str = DEFAULT_KEY_ENV,
+        tokenizer: Any = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+    ) -> None:
+        if endpoint not in ENDPOINTS:
+            raise ConfigError(
+                f"--endpoint must be one of {', '.join(ENDPOINTS)}, not '{endpoint}'"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.endpoint = endpoint
+        self.api_key = os.environ.get(api_key_env) or "EMPTY"
+        self.tokenizer = tokenizer
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.device, self.dtype = "api", "server"
+
+    def _client(self) -> Any:
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key,
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+        )
+
+    def load(self) -> LoadInfo:
+        """Check that the server answers and serves the model."""
+        import openai
+
+        async def models() -> list[str]:
+            async with self._client() as client:
+                page = await client.models.list()
+                return [m.id for m in page.data]
+
+        t = time.perf_counter()
+        try:
+            served = asyncio.run(models())
+        except openai.APIConnectionError as exc:
+            raise BackendError(
+                f"cannot reach {self.base_url} ({exc}); start the server or fix "
+                "--base-url"
+            ) from None
+        except openai.AuthenticationError:
+            raise BackendError(
+                f"{self.base_url} refused the API key; set the variable named by "
+                "--api-key-env"
+            ) from None
+        except openai.APIStatusError as exc:
+            raise BackendError(
+                f"{self.base_url} answered HTTP {exc.status_code} to /models"
+            ) from None
+        if served and self.model not in served:
+            log.warning("%s lists %s, not %s", self.base_url, served, self.model)
+        return LoadInfo(
+            load_s=time.perf_counter() - t,
+            weight_bytes=0,
+            peak_memory_bytes=0,
+            details={"served_models": served},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "served_model": self.model,
+            "endpoint": self.endpoint,
+            "tokenizer": self.tokenizer is not None,
+        }
+
+    # -- prompts -------------------------------------------------------------
+
+    def prompts(self, prompt_tokens: int, batch: int) -> list[str]:
+        """Prompt texts of ``prompt_tokens`` tokens (BOS excluded: servers add it)."""
+        if self.tokenizer is None:
+            words = prompt_text().split()
+            n = max(1, round(prompt_tokens * WORDS_PER_TOKEN))
+            return [
+                " ".join(words[(b * 97 + i) % len(words)] for i in range(n))
+                for b in range(batch)
+            ]
+        rows = prompt_token_ids(
+            self.tokenizer, prompt_tokens=prompt_tokens, batch=batch
+        )
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        return [
+            self.tokenizer.decode(row[1:] if row and row[0] == bos else row)
+            for row in rows
+        ]
+
+    # -- requests ------------------------------------------------------------
+
+    def generate(
+        self, *, prompt_tokens: int, new_tokens: int, batch: int
+    ) -> list[GenerationSample]:
+        texts = self.prompts(prompt_tokens, batch)
+        return asyncio.run(self._concurrent(texts, prompt_tokens, new_tokens))
+
+    async def _concurrent(
+        self, texts: list[str], prompt_tokens: int, new_tokens: int
+    ) -> list[GenerationSample]:
+        async with self._client() as client:
+            tasks = [
+                self._one(client, text, prompt_tokens, new_tokens, len(texts))
+                for text in texts
+            ]
+            return list(await asyncio.gather(*tasks))
+
+    async def _one(
+        self,
+        client: Any,
+        text: str,
+        prompt_tokens: int,
+        new_tokens: int,
+        concurrency: int,
+    ) -> GenerationSample:
+        import openai
+
+        events, error = [], None
+        t0 = time.perf_counter()
+        try:
+            if self.endpoint == "chat":
+                stream = await client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": text}],
+                    max_tokens=new_tokens,
+                    temperature=0.0,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            else:
+                stream = await client.completions.create(
+                    model=self.model,
+                    prompt=text,
+                    max_tokens=new_tokens,
+                    temperature=0.0,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            async for chunk in stream:
+                events.append(openai_chunk_event(time.perf_counter(), chunk))
+        except openai.APIStatusError as exc:
+            error = f"HTTP {exc.status_code}"
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            error = type(exc).__name__
+        count = (
+            (lambda s: len(self.tokenizer(s, add_special_tokens=False)["input_ids"]))
+            if self.tokenizer is not None
+            else None
+        )
+        m = request_metrics(t0, events, count_tokens=count, error=error)
+        return GenerationSample(
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            batch=1,
+            t0=t0,
+            token_times=[e.t for e in events if e.text] if m.ok else [],
+            output_tokens=m.output_tokens,
+            tokens_source=m.tokens_source,
+            concurrency=concurrency,
+            error=None if m.ok else m.error,
+            text=m.text,
+        )

@@ -1,0 +1,239 @@
+"""The OpenAI-compatible backend against a real server: `transformers serve`.
+
+The fixture starts the server on 127.0.0.1 with the packaged Gemma 3 270M
+(the converted folder from llmarch's cache) and stops it after the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from llmarch.cli import app
+from llmarch.models import ensure_converted, resolve
+
+pytestmark = pytest.mark.slow
+cli = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    exe = shutil.which("transformers")
+    if exe is None:
+        pytest.fail(
+            "`transformers serve` is missing: pip install 'transformers[serving]'"
+        )
+    folder = str(ensure_converted(resolve("gemma-3-270m")))
+    port = _free_port()
+    log = open(os.devnull, "w")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen(
+        [exe, "serve", "--host", "127.0.0.1", "--port", str(port), folder],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"transformers serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                if json.load(r).get("status") == "ok":
+                    break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("transformers serve did not come up in 180 s")
+    yield {"base_url": f"{base}/v1", "model": folder}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_local_and_server_agree_and_share_one_table(server, tmp_path):
+    db = tmp_path / "both.sqlite"
+    common = [
+        "--prompt-tokens",
+        "16",
+        "--new-tokens",
+        "8",
+        "--repeat",
+        "1",
+        "--warmup",
+        "0",
+        "--db",
+        str(db),
+        "--out-dir",
+        str(tmp_path),
+        "--json",
+    ]
+    local = cli.invoke(app, ["bench", "gemma-3-270m", "--device", "cpu", *common])
+    assert local.exit_code == 0, local.output
+    api = cli.invoke(
+        app,
+        [
+            "bench",
+            "gemma-3-270m",
+            "--backend",
+            "openai",
+            "--base-url",
+            server["base_url"],
+            "--served-model",
+            server["model"],
+            *common,
+        ],
+    )
+    assert api.exit_code == 0, api.output
+
+    con = sqlite3.connect(db)
+    runs = dict(con.execute("SELECT backend, run_id FROM runs").fetchall())
+    assert set(runs) == {"transformers", "openai"}
+    texts = dict(
+        con.execute(
+            "SELECT r.backend, s.text FROM samples s JOIN runs r USING (run_id)"
+        ).fetchall()
+    )
+    # greedy decoding of the same prompt: the same 8 tokens, locally and served
+    assert texts["openai"] == texts["transformers"]
+    assert len(texts["openai"]) > 0
+
+    row = con.execute(
+        "SELECT output_tokens, tokens_source, ttft_s, tpot_s, e2e_s, error FROM samples"
+        " WHERE run_id = ?",
+        (runs["openai"],),
+    ).fetchone()
+    tokens, source, ttft, tpot, e2e, error = row
+    assert (tokens, source, error) == (8, "usage", None)
+    assert 0 < ttft < e2e
+    assert tpot == pytest.approx((e2e - ttft) / 7)
+
+
+def test_concurrent_requests_are_one_sample_each(server, tmp_path):
+    db = tmp_path / "c.sqlite"
+    result = cli.invoke(
+        app,
+        [
+            "bench",
+            "gemma-3-270m",
+            "--backend",
+            "openai",
+            "--base-url",
+            server["base_url"],
+            "--served-model",
+            server["model"],
+            "--prompt-tokens",
+            "12",
+            "--new-tokens",
+            "4",
+            "--batch",
+            "3",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--db",
+            str(db),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    [row] = doc["summary"]
+    assert (row["batch"], row["concurrency"], row["n"], row["failed"]) == (1, 3, 3, 0)
+    assert all(s["output_tokens"] >= 1 for s in doc["samples"])
+
+
+def test_unreachable_server_is_one_line(tmp_path):
+    result = cli.invoke(
+        app,
+        [
+            "bench",
+            "gemma-3-270m",
+            "--backend",
+            "openai",
+            "--base-url",
+            f"http://127.0.0.1:{_free_port()}/v1",
+            "--db",
+            str(tmp_path / "u.sqlite"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "cannot reach" in result.output and "--base-url" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_api_key_never_stored(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_SECRET_KEY", "sk-test-do-not-store-123")
+    db = tmp_path / "k.sqlite"
+    result = cli.invoke(
+        app,
+        [
+            "bench",
+            "gemma-3-270m",
+            "--backend",
+            "openai",
+            "--api-key-env",
+            "MY_SECRET_KEY",
+            "--base-url",
+            server["base_url"],
+            "--served-model",
+            server["model"],
+            "--prompt-tokens",
+            "8",
+            "--new-tokens",
+            "2",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--db",
+            str(db),
+            "--out-dir",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "sk-test-do-not-store-123" not in result.output
+    assert b"sk-test-do-not-store-123" not in db.read_bytes()
+    for report in tmp_path.glob("*.*"):
+        assert "sk-test-do-not-store-123" not in report.read_text(errors="ignore")
+
+
+def test_failed_requests_are_counted_not_dropped(server, tmp_path):
+    # Gemma 3 270M base has no chat template: the server refuses chat requests
+    args = (
+        f"bench gemma-3-270m --backend openai --endpoint chat "
+        f"--base-url {server['base_url']} --served-model {server['model']} "
+        f"--prompt-tokens 12 --new-tokens 4 --batch 2 --repeat 1 --warmup 0 "
+        f"--db {tmp_path}/f.sqlite --json"
+    )
+    result = cli.invoke(app, args.split())
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    [row] = doc["summary"]
+    assert (row["n"], row["failed"]) == (0, 2)
+    assert row["ttft_s_median"] is None  # no zero TTFT for a failed request
+    errors = [s["error"] for s in doc["samples"]]
+    assert len(errors) == 2 and all(e.startswith("HTTP 4") for e in errors)
+    assert "2 of 2 requests failed" in result.stderr
