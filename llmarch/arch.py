@@ -107,6 +107,8 @@ class Architecture:
         for layer in self.layers:
             if layer.kv_heads == layer.q_heads:
                 kinds.add("MHA")
+            elif layer.kv_heads < 1 or layer.q_heads % layer.kv_heads:
+                kinds.add(f"{layer.q_heads} query / {layer.kv_heads} KV heads")
             elif layer.kv_heads == 1:
                 kinds.add("MQA")
             else:
@@ -227,12 +229,23 @@ def _layer_types(f: _Fields, n_layers: int) -> list[str]:
     return list(types)
 
 
+def _positive(f: _Fields, **values: int) -> None:
+    if f.missing:  # the missing fields are the error to report
+        return
+    for name, value in values.items():
+        if value < 1:
+            raise UnsupportedArchitecture(
+                f"{name} is {value} in the config; it must be 1 or more"
+            )
+
+
 def _attention_layers(
     f: _Fields, *, moe_layers: set[int] | None = None
 ) -> list[LayerArch]:
     n = int(f.need("num_hidden_layers"))
     heads = int(f.need("num_attention_heads"))
     kv = int(f.get("num_key_value_heads", heads))
+    _positive(f, num_hidden_layers=n, num_attention_heads=heads, num_key_value_heads=kv)
     head_dim = int(f.get("head_dim") or f.need("hidden_size") // max(heads, 1))
     layers = []
     for i, kind in enumerate(_layer_types(f, n)):

@@ -254,7 +254,7 @@ def inspect(
 ) -> None:
     """Explain models' architectures in numbers, side by side."""
     from llmarch.inspect import check_options, free_memory, read_model, report
-    from llmarch.render import inspect_table
+    from llmarch.render import inspect_tables
 
     try:
         check_options(
@@ -278,7 +278,8 @@ def inspect(
     if as_json:
         out.print_json(json.dumps(reports))
     else:
-        out.print(inspect_table(reports))
+        for table in inspect_tables(reports, width=out.width):
+            out.print(table)
         for r in reports:
             for line in r["unknown"]:
                 err.print(

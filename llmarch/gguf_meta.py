@@ -58,8 +58,19 @@ def _read(fh: BinaryIO, fmt: str) -> Any:
     return struct.unpack(fmt, data)[0]
 
 
-def _string(fh: BinaryIO) -> str:
+def _length(fh: BinaryIO) -> int:
+    """A length or count field, checked against what is left of the file."""
     length = _read(fh, "<Q")
+    here = fh.tell()
+    end = fh.seek(0, 2)
+    fh.seek(here)
+    if length > end - here:
+        raise ValueError("a length in the GGUF header runs past the end of the file")
+    return length
+
+
+def _string(fh: BinaryIO) -> str:
+    length = _length(fh)
     return fh.read(length).decode("utf-8", errors="replace")
 
 
@@ -76,10 +87,10 @@ def _skip_array(fh: BinaryIO, kind: int, count: int) -> None:
         fh.seek(struct.calcsize(_SCALARS[kind]) * count, 1)
     elif kind == _STRING:
         for _ in range(count):
-            fh.seek(_read(fh, "<Q"), 1)
+            fh.seek(_length(fh), 1)
     elif kind == _ARRAY:
         for _ in range(count):
-            inner, n = _read(fh, "<I"), _read(fh, "<Q")
+            inner, n = _read(fh, "<I"), _length(fh)
             _skip_array(fh, inner, n)
     else:
         raise ValueError(f"unknown GGUF array type {kind}")
@@ -91,14 +102,14 @@ def read_header(path: Path, *, small_arrays: int = 1024) -> GGUFHeader:
         if fh.read(4) != b"GGUF":
             raise ValueError("not a GGUF file (bad magic)")
         header = GGUFHeader(version=_read(fh, "<I"))
-        if header.version < 2:
-            raise ValueError(f"GGUF version {header.version} is not supported")
-        n_tensors, n_kv = _read(fh, "<Q"), _read(fh, "<Q")
+        if header.version not in (2, 3):
+            raise ValueError(f"GGUF version {header.version} is not supported (2 or 3)")
+        n_tensors, n_kv = _length(fh), _length(fh)
         for _ in range(n_kv):
             key = _string(fh)
             kind = _read(fh, "<I")
             if kind == _ARRAY:
-                inner, count = _read(fh, "<I"), _read(fh, "<Q")
+                inner, count = _read(fh, "<I"), _length(fh)
                 header.array_lengths[key] = count
                 if count <= small_arrays and inner in _SCALARS:
                     header.metadata[key] = [_value(fh, inner) for _ in range(count)]
@@ -108,7 +119,10 @@ def read_header(path: Path, *, small_arrays: int = 1024) -> GGUFHeader:
                 header.metadata[key] = _value(fh, kind)
         for _ in range(n_tensors):
             name = _string(fh)
-            dims = tuple(_read(fh, "<Q") for _ in range(_read(fh, "<I")))
+            n_dims = _read(fh, "<I")
+            if n_dims > 8:
+                raise ValueError(f"tensor {name!r} claims {n_dims} dimensions")
+            dims = tuple(_read(fh, "<Q") for _ in range(n_dims))
             _read(fh, "<I")  # type
             _read(fh, "<Q")  # offset
             header.tensors[name] = dims

@@ -8,6 +8,7 @@ for them) rather than guessed silently.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +46,30 @@ class ModelConfig:
     unknown: list[str] = field(default_factory=list)
 
 
+# Fields every size figure rests on; a config.json without them leaves
+# transformers' defaults in their place, which inspect reports as unknown.
+_CORE_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+)
+
+
 def read_model(spec: str) -> ModelConfig:
     """Read the config of a catalog id, a model folder or a GGUF file."""
     catalog = load_catalog()
+    if not spec.strip():
+        raise ModelError("the model name is empty; pass a catalog id, folder or .gguf")
     path = Path(spec).expanduser()
-    if spec in catalog:
-        return _from_catalog(catalog[spec])
+    key = spec.strip().lower()
+    by_repo = {e.hf_repo.lower(): e for e in catalog.values() if e.hf_repo}
+    if key in catalog:
+        return _from_catalog(catalog[key])
+    if key in by_repo and not path.exists():  # the exact hub repo of an entry
+        return _from_catalog(by_repo[key])
+    if path.is_file() and path.name == "config.json":
+        path = path.parent
     if spec.lower().endswith(".gguf"):
         if not path.is_file():
             raise ModelError(f"GGUF file not found: {path}. Check the path.")
@@ -60,12 +79,20 @@ def read_model(spec: str) -> ModelConfig:
     raise ModelError(unknown_model_message(spec))
 
 
+def _quiet_transformers() -> None:
+    """Keep transformers' config validation warnings off the user's screen."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 def _auto_config(model_type: str, fields: dict[str, Any]) -> Any:
     from transformers import AutoConfig
 
+    _quiet_transformers()
     try:
         return AutoConfig.for_model(model_type, **fields)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
         raise ModelError(
             f"transformers cannot build a '{model_type}' config from these fields: "
             f"{exc}"
@@ -93,11 +120,26 @@ def _from_folder(path: Path) -> ModelConfig:
             f"{path} holds no config.json; pass a Hugging Face model folder."
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _quiet_transformers()
     try:
         config = AutoConfig.from_pretrained(str(path))
-    except (ValueError, OSError, KeyError) as exc:
+        raw = json.loads((path / "config.json").read_text())
+    except (ValueError, OSError, KeyError, TypeError, ZeroDivisionError) as exc:
         raise ModelError(f"cannot read {path}/config.json: {exc}") from exc
-    return ModelConfig(name=path.name, source=f"config.json in {path}", config=config)
+    raw = raw.get("text_config") or raw
+    aliases = {
+        "hidden_size": "n_embd",
+        "num_hidden_layers": "n_layer",
+        "num_attention_heads": "n_head",
+    }
+    unknown = [
+        f"{name} (not in config.json: the transformers default)"
+        for name in _CORE_FIELDS
+        if name not in raw and aliases.get(name) not in raw
+    ]
+    return ModelConfig(
+        name=path.name, source=f"config.json in {path}", config=config, unknown=unknown
+    )
 
 
 def _from_gguf(path: Path) -> ModelConfig:
@@ -165,12 +207,39 @@ def free_memory() -> dict[str, int]:
     return free
 
 
+def _kv_layout(a: arch.Architecture) -> list[dict[str, Any]]:
+    """KV heads and head size per kind of layer, with the count of each."""
+    kinds: dict[tuple[Any, ...], int] = {}
+    for layer in a.layers:
+        key = (
+            layer.attention,
+            layer.kv_heads,
+            layer.head_dim,
+            layer.stores_kv,
+            layer.mla_latent,
+        )
+        kinds[key] = kinds.get(key, 0) + 1
+    return [
+        {
+            "attention": k[0],
+            "layers": n,
+            "kv_heads": k[1],
+            "head_dim": k[2],
+            "stores_kv": k[3],
+            "mla_latent": k[4],
+        }
+        for k, n in kinds.items()
+    ]
+
+
 def check_options(
     *, context: int, batch: int, weights_dtype: str, kv_dtype: str
 ) -> None:
     """Refuse option values ``report`` cannot use, naming the option."""
-    if context < 1 or batch < 1:
-        raise ConfigError("--context and --batch must be at least 1")
+    if context < 1:
+        raise ConfigError(f"--context must be at least 1, not {context}")
+    if batch < 1:
+        raise ConfigError(f"--batch must be at least 1, not {batch}")
     if weights_dtype not in WEIGHT_DTYPES:
         raise ConfigError(
             f"--weights-dtype must be one of {', '.join(WEIGHT_DTYPES)}, "
@@ -203,6 +272,15 @@ def report(
     for label, free in (free_memory or {}).items():
         budgets[label] = need <= free
 
+    notes = list(a.notes)
+    if a.context_length and context > a.context_length:
+        notes.append(
+            f"--context {context:,} is longer than the model's context length "
+            f"({a.context_length:,} tokens)"
+        )
+    if entry and entry.note:
+        notes.append(entry.note.strip())
+
     first = a.layers[0]
     return {
         "model": model.name,
@@ -216,6 +294,7 @@ def report(
         "query_heads": first.q_heads,
         "kv_heads": sorted({layer.kv_heads for layer in a.layers}),
         "head_dim": sorted({layer.head_dim for layer in a.layers}),
+        "kv_layout": _kv_layout(a),
         "vocab_size": a.vocab_size,
         "context_length": a.context_length,
         "tied_embeddings": a.tied_embeddings,
@@ -244,7 +323,7 @@ def report(
         "weights_dtype": weights_dtype,
         "memory_needed_bytes": need,
         "fits": budgets,
-        "notes": a.notes,
+        "notes": notes,
         "license": entry.license if entry else None,
         "open_weights": entry.open_weights if entry else None,
         "hf_repo": entry.hf_repo if entry else None,

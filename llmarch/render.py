@@ -16,12 +16,27 @@ def _count(n: int | None) -> str:
     return f"{n:,} ({n / 1e9:.2f} B)" if n >= 1e8 else f"{n:,} ({n / 1e6:.1f} M)"
 
 
-def _gb(n: int | None) -> str:
-    return "–" if n is None else f"{n / GB:,.2f}"
+def _size(n: int | None) -> str:
+    """Bytes in decimal units with three significant figures or more."""
+    if n is None:
+        return "–"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n} B"
 
 
-def _list(values: list[Any]) -> str:
-    return ", ".join(str(v) for v in values)
+def _kv_layout(r: dict[str, Any]) -> str:
+    parts = []
+    for k in r["kv_layout"]:
+        if not k["stores_kv"]:
+            what = "reuse an earlier cache"
+        elif k["mla_latent"]:
+            what = f"latent {k['mla_latent']}"
+        else:
+            what = f"{k['kv_heads']} x {k['head_dim']}"
+        parts.append(f"{k['layers']} {k['attention']}: {what}")
+    return "; ".join(parts)
 
 
 def inspect_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
@@ -39,8 +54,8 @@ def inspect_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("attention", r["attention"]),
         ("layers", f"{r['layers']}: {r['layout']}"),
         ("hidden size", f"{r['hidden_size']:,}"),
-        ("query / KV heads", f"{r['query_heads']} / {_list(r['kv_heads'])}"),
-        ("head dim", _list(r["head_dim"])),
+        ("query heads", str(r["query_heads"])),
+        ("KV heads x head dim", _kv_layout(r)),
         ("vocabulary", f"{r['vocab_size']:,}"),
         (
             "context length (tokens)",
@@ -59,12 +74,12 @@ def inspect_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("embedding parameters", _count(r["params_embedding"])),
     ]
     for dtype, size in r["weight_bytes"].items():
-        rows.append((f"weights {dtype} (GB)", _gb(size)))
+        rows.append((f"weights {dtype}", _size(size)))
     rows += [
-        (f"KV per token, {r['kv_dtype']} (bytes)", f"{r['kv_bytes_per_token']:,}"),
-        (f"KV at {r['context']:,} tokens x {r['batch']} (GB)", _gb(r["kv_bytes"])),
-        ("same with plain MHA (GB)", _gb(r["kv_bytes_mha"])),
-        (f"weights {r['weights_dtype']} + KV (GB)", _gb(r["memory_needed_bytes"])),
+        (f"KV per token, {r['kv_dtype']}", f"{r['kv_bytes_per_token']:,} B"),
+        (f"KV at {r['context']:,} tokens x {r['batch']:,}", _size(r["kv_bytes"])),
+        ("same with plain MHA", _size(r["kv_bytes_mha"])),
+        (f"weights {r['weights_dtype']} + KV", _size(r["memory_needed_bytes"])),
     ]
     for budget, fits in r["fits"].items():
         rows.append((f"fits in {budget}", "yes" if fits else "no"))
@@ -77,18 +92,37 @@ def inspect_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         )
     for name, api_id in (r["api_ids"] or {}).items():
         rows.append((f"API id ({name})", api_id))
+    for i, note in enumerate(r["notes"]):
+        rows.append((f"note {i + 1}", note))
     return rows
+
+
+LABEL_WIDTH = 34
+MODEL_WIDTH = 26
+
+
+def inspect_tables(reports: list[dict[str, Any]], *, width: int) -> list[Table]:
+    """Side-by-side tables, as many models per table as the width allows.
+
+    Splitting keeps every number whole rather than folding it mid-digit.
+    """
+    per_table = max(1, (width - LABEL_WIDTH) // MODEL_WIDTH)
+    return [
+        inspect_table(reports[i : i + per_table])
+        for i in range(0, len(reports), per_table)
+    ]
 
 
 def inspect_table(reports: list[dict[str, Any]]) -> Table:
     """One column per model, one row per figure."""
     table = Table(
         box=box.SIMPLE_HEAD,
-        caption="GB = 10^9 bytes; memory excludes activations and framework overhead",
+        caption="GB, MB, kB: powers of 10; memory "
+        "excludes activations and framework overhead",
     )
-    table.add_column("", style="bold")
+    table.add_column("", style="bold", min_width=20)
     for r in reports:
-        table.add_column(r["model"], overflow="fold")
+        table.add_column(r["model"], overflow="fold", min_width=MODEL_WIDTH - 2)
     per_model = [dict(inspect_rows(r)) for r in reports]
     labels: list[str] = []
     for rows in per_model:  # every label once, in first-seen order

@@ -194,3 +194,17 @@ def test_a_text_file_named_gguf_is_refused(tmp_path, monkeypatch):
     backend = TransformersBackend(resolve(str(fake)), device="cpu", dtype="float32")
     with pytest.raises(ModelError, match="not a readable GGUF"):
         backend.load()
+
+
+def test_folder_without_tokenizer_is_one_error(tiny_llama, tmp_path):
+    import shutil
+
+    from llmarch.errors import ModelError
+
+    folder = tmp_path / "no-tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        shutil.copy(tiny_llama / name, folder / name)
+    backend = TransformersBackend(resolve(str(folder)), device="cpu", dtype="float32")
+    with pytest.raises(ModelError, match="tokenizer"):
+        backend.load()

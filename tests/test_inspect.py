@@ -190,3 +190,73 @@ def test_catalog_models_side_by_side_json():
     assert deepseek["kv_bytes_per_token"] == 61 * 576 * 2 == 70_272
     assert deepseek["api_ids"] == {}
     assert gemma["api_ids"]["gemini"] == "gemma-4-31b-it"
+
+
+def test_broken_configs_are_one_line(tmp_path):
+    cases = {
+        "zero-heads": {"model_type": "llama", "num_attention_heads": 0},
+        "zero-kv": {"model_type": "llama", "num_key_value_heads": 0},
+        "not-json": None,
+    }
+    for name, config in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        text = "{not json" if config is None else json.dumps(config)
+        (folder / "config.json").write_text(text)
+        result = cli.invoke(app, ["inspect", str(folder)])
+        assert result.exit_code == 1, (name, result.output)
+        assert "Traceback" not in result.output and result.output.startswith("error:")
+
+
+def test_corrupt_gguf_lengths(gemma_gguf, tmp_path):
+    import struct
+
+    head = bytearray(gemma_gguf.read_bytes()[:4096])
+    for offset, value in ((24, 2**62), (16, 2**40)):
+        bad = bytearray(head)
+        bad[offset : offset + 8] = struct.pack("<Q", value)
+        path = tmp_path / f"bad{offset}.gguf"
+        path.write_bytes(bad)
+        with pytest.raises(ModelError, match="runs past the end"):
+            read_model(str(path))
+    version = bytearray(head)
+    version[4:8] = struct.pack("<I", 99)
+    (tmp_path / "v99.gguf").write_bytes(version)
+    with pytest.raises(ModelError, match="version 99"):
+        read_model(str(tmp_path / "v99.gguf"))
+
+
+def test_bare_config_says_what_it_lacks(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    model = read_model(str(tmp_path))
+    assert any(u.startswith("hidden_size") for u in model.unknown)
+    assert any(u.startswith("vocab_size") for u in model.unknown)
+
+
+def test_context_longer_than_the_model_is_noted_and_layout_paired():
+    r = report(
+        read_model("gpt2"),
+        context=4096,
+        batch=1,
+        weights_dtype="float32",
+        kv_dtype="float32",
+    )
+    assert any("longer than the model's context length (1,024" in n for n in r["notes"])
+    r = report(
+        read_model("gemma-4-31b"),
+        context=10,
+        batch=1,
+        weights_dtype="bfloat16",
+        kv_dtype="bfloat16",
+    )
+    assert {
+        (k["attention"], k["layers"], k["kv_heads"], k["head_dim"])
+        for k in r["kv_layout"]
+    } == {("sliding", 50, 16, 256), ("full", 10, 4, 512)}
+
+
+def test_hub_repo_and_case_map_to_the_catalog():
+    assert read_model("google/gemma-3-270m").name == "gemma-3-270m"
+    assert read_model("Gemma-3-270M").name == "gemma-3-270m"
+    with pytest.raises(ModelError, match="empty"):
+        read_model(" ")

@@ -195,7 +195,7 @@ class TransformersBackend(Backend):
 
         try:
             config = AutoConfig.from_pretrained(str(folder))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ZeroDivisionError, TypeError) as exc:
             raise ModelError(
                 f"cannot read {folder}/config.json: {exc}. Pass a Hugging Face "
                 "model folder whose config transformers knows."
@@ -210,9 +210,10 @@ class TransformersBackend(Backend):
                 model = AutoModelForCausalLM.from_pretrained(
                     str(folder), dtype=DTYPES[self.dtype]
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
+                reason = str(exc).strip().splitlines()[0].rstrip(".")
                 raise ModelError(
-                    f"cannot load {self.ref.name} from {folder}: {exc}. "
+                    f"cannot load {self.ref.name} from {folder}: {reason}. "
                     "The folder must hold config.json, weights and a tokenizer."
                 ) from exc
             model.to(self.device).eval()  # type: ignore[arg-type]
