@@ -287,6 +287,102 @@ def inspect(
                 )
 
 
+@app.command()
+def load(
+    model: Annotated[
+        str | None, typer.Argument(help="Catalog id or folder, for the tokenizer.")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="API base URL, e.g. http://127.0.0.1:8000/v1.")
+    ] = None,
+    served_model: Annotated[
+        str | None, typer.Option(help="Model name the server knows (default: MODEL).")
+    ] = None,
+    endpoint: Annotated[str, typer.Option(help="completions or chat.")] = "completions",
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable that holds the API key.")
+    ] = "OPENAI_API_KEY",
+    concurrency: Annotated[
+        str, typer.Option(help="Concurrency levels, comma-separated (e.g. 1,4,16).")
+    ] = "",
+    rate: Annotated[
+        str, typer.Option(help="Poisson request rates in req/s, comma-separated.")
+    ] = "",
+    requests: Annotated[int, typer.Option(help="Requests sent per level.")] = 20,
+    prompt_tokens: Annotated[int, typer.Option(help="Prompt length in tokens.")] = 128,
+    new_tokens: Annotated[int, typer.Option(help="max_tokens of each request.")] = 64,
+    slo_ttft_ms: Annotated[
+        float | None, typer.Option(help="Goodput target: TTFT at most this (ms).")
+    ] = None,
+    slo_tpot_ms: Annotated[
+        float | None, typer.Option(help="Goodput target: TPOT at most this (ms).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the Poisson arrivals.")] = 0,
+    db: Annotated[Path | None, typer.Option(help="Results database.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Sweep concurrency levels and request rates against an API server."""
+    from llmarch.bench import parse_int_list
+    from llmarch.load import LoadSettings
+    from llmarch.render import load_table
+    from llmarch.runner import LoadRequest, run_load
+
+    try:
+        rates = [float(x) for x in rate.split(",")] if rate.strip() else []
+    except ValueError:
+        _fail(f"--rate takes numbers separated by commas (e.g. 0.5,2), not '{rate}'")
+        return
+    try:
+        settings = LoadSettings(
+            concurrency=(
+                parse_int_list(concurrency, option="--concurrency")
+                if concurrency.strip()
+                else []
+            ),
+            rates=rates,
+            requests=requests,
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            seed=seed,
+            slo_ttft_s=slo_ttft_ms / 1e3 if slo_ttft_ms is not None else None,
+            slo_tpot_s=slo_tpot_ms / 1e3 if slo_tpot_ms is not None else None,
+        )
+        outcome = run_load(
+            LoadRequest(
+                model=model,
+                base_url=base_url,
+                served_model=served_model,
+                endpoint=endpoint,
+                api_key_env=api_key_env,
+                db=db or paths.db_path(),
+                out_dir=paths.results_dir(),
+            ),
+            settings,
+            console=err,
+        )
+    except LlmarchError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "run_id": outcome.run_id,
+                    "status": outcome.status,
+                    "levels": outcome.levels,
+                }
+            )
+        )
+    else:
+        out.print(load_table(outcome.levels))
+    err.print(
+        f"database: {db or paths.db_path()} (run {outcome.run_id})", highlight=False
+    )
+    if outcome.status == "interrupted":
+        err.print("[yellow]interrupted:[/] the requests measured so far are kept.")
+        raise typer.Exit(130)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

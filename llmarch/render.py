@@ -130,3 +130,52 @@ def inspect_table(reports: list[dict[str, Any]]) -> Table:
     for label in labels:
         table.add_row(label, *(rows.get(label, "–") for rows in per_model))
     return table
+
+
+def load_table(levels: list[dict[str, Any]]) -> Table:
+    """One row per load level: throughput, goodput and latency percentiles."""
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        caption="latencies over completed requests; "
+        "throughputs over each level's wall time",
+        pad_edge=False,
+    )
+    headers = (
+        "level",
+        "ok",
+        "err",
+        "req/s",
+        "good\nreq/s",
+        "out\ntok/s",
+        "TTFT\np50 ms",
+        "TTFT\np99 ms",
+        "TPOT\np50 ms",
+        "TPOT\np99 ms",
+        "e2e\np50 s",
+    )
+    for h in headers:
+        table.add_column(h, justify="right", overflow="fold")
+
+    def num(v: Any, scale: float = 1.0, digits: int = 2) -> str:
+        return "–" if v is None else f"{v * scale:.{digits}f}"
+
+    for lv in levels:
+        label = (
+            f"c={lv['value']:g}"
+            if lv["kind"] == "concurrency"
+            else f"{lv['value']:g}/s"
+        )
+        table.add_row(
+            label,
+            str(lv["completed"]),
+            str(lv["failed"]),
+            num(lv["request_throughput"]),
+            num(lv["goodput"]),
+            num(lv["output_throughput"], digits=1),
+            num(lv["ttft_s_median"], 1e3, 0),
+            num(lv["ttft_s_p99"], 1e3, 0),
+            num(lv["tpot_s_median"], 1e3, 0),
+            num(lv["tpot_s_p99"], 1e3, 0),
+            num(lv["e2e_s_median"]),
+        )
+    return table

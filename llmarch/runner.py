@@ -122,8 +122,11 @@ def transformers_factory(ref: ModelRef, request: BenchRequest) -> Backend:
     )
 
 
-def _openai_backend(request: BenchRequest) -> tuple[ModelRef, Backend]:
-    """An OpenAI-compatible server; the tokenizer comes from the local model."""
+def _openai_backend(request: Any) -> tuple[ModelRef, Any]:
+    """An OpenAI-compatible server; the tokenizer comes from the local model.
+
+    ``request`` is a BenchRequest or LoadRequest (same API fields).
+    """
     from llmarch.backends.openai_backend import OpenAIBackend
 
     if not request.base_url:
@@ -273,3 +276,93 @@ def run_bench(
     document = json_document(run, summarize_samples(samples), samples)
     store.close()
     return BenchOutcome(run_id, status, document, reports, error)
+
+
+@dataclass
+class LoadRequest:
+    """The load command's options."""
+
+    model: str | None
+    base_url: str | None
+    served_model: str | None
+    endpoint: str
+    api_key_env: str
+    db: Path
+    out_dir: Path
+
+
+@dataclass
+class LoadOutcome:
+    run_id: str
+    status: str
+    levels: list[dict[str, Any]]
+
+
+def run_load(request: LoadRequest, settings: Any, *, console: Console) -> LoadOutcome:
+    """Sweep the settings' levels against the server; every request is stored."""
+    from llmarch.load import run_level, summarize_level
+
+    ref, backend = _openai_backend(request)
+    store = ResultStore(request.db)
+    with console.status(f"Checking {request.base_url}"):
+        load = backend.load()
+    run_id = store.start_run(
+        model=ref.name,
+        backend=backend.NAME,
+        model_source=ref.source,
+        device=backend.device,
+        dtype=backend.dtype,
+        llmarch_version=__version__,
+        settings={"load": settings.as_dict()},
+        metadata={
+            "machine": machine_info(),
+            "versions": library_versions(),
+            "model": backend.describe(),
+            "spec": ref.spec,
+        },
+    )
+    levels: list[dict[str, Any]] = []
+    status = "completed"
+    try:
+        with _sigterm_as_interrupt():
+            for kind, value in settings.levels():
+                label = f"{kind} {value:g}"
+                with console.status(f"{label}: {settings.requests} requests"):
+                    samples, duration = run_level(backend, kind, value, settings)
+                rows = [
+                    store.add_sample(run_id, s, repeat=i, is_warmup=False)
+                    for i, s in enumerate(samples)
+                ]
+                summary = summarize_level(
+                    rows,
+                    duration,
+                    slo_ttft_s=settings.slo_ttft_s,
+                    slo_tpot_s=settings.slo_tpot_s,
+                )
+                levels.append({"kind": kind, "value": value, **summary})
+                store.update_run(
+                    run_id,
+                    load_json={
+                        "load_s": load.load_s,
+                        "levels": [
+                            {
+                                "kind": x["kind"],
+                                "value": x["value"],
+                                "duration_s": x["duration_s"],
+                            }
+                            for x in levels
+                        ],
+                    },
+                )
+                if not console.is_terminal:
+                    console.print(
+                        f"{label}: {summary['completed']} completed, "
+                        f"{summary['failed']} failed in "
+                        f"{duration:.1f} s",
+                        highlight=False,
+                    )
+    except KeyboardInterrupt:
+        status = "interrupted"
+    store.finish_run(run_id, status)
+    store.close()
+    return LoadOutcome(run_id, status, levels)

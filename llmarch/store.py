@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS samples (
     output_tokens INTEGER,
     tokens_source TEXT,
     concurrency INTEGER,
+    rate REAL,
     error TEXT,
     text TEXT
 );
@@ -67,6 +68,7 @@ _ADDED_SAMPLE_COLUMNS = {
     "output_tokens": "INTEGER",
     "tokens_source": "TEXT",
     "concurrency": "INTEGER",
+    "rate": "REAL",
     "error": "TEXT",
     "text": "TEXT",
 }
@@ -203,6 +205,7 @@ class ResultStore:
             "output_tokens": sample.output_tokens,
             "tokens_source": sample.tokens_source,
             "concurrency": sample.concurrency,
+            "rate": sample.rate,
             "error": sample.error,
             "text": sample.text,
         }

@@ -43,6 +43,7 @@ class StreamEvent:
     text: str = ""
     completion_tokens: int | None = None
     prompt_tokens: int | None = None
+    finished: bool = False  # carries a finish reason
 
 
 @dataclass
@@ -107,8 +108,9 @@ def request_metrics(
 
 def openai_chunk_event(t: float, chunk: Any) -> StreamEvent:
     """A StreamEvent from an OpenAI SDK chunk (chat or completions stream)."""
-    text = ""
+    text, finished = "", False
     for choice in getattr(chunk, "choices", None) or []:
+        finished = finished or bool(getattr(choice, "finish_reason", None))
         delta = getattr(choice, "delta", None)
         if delta is None:  # completions endpoint
             text += getattr(choice, "text", None) or ""
@@ -125,4 +127,5 @@ def openai_chunk_event(t: float, chunk: Any) -> StreamEvent:
         text=text,
         completion_tokens=getattr(usage, "completion_tokens", None) if usage else None,
         prompt_tokens=getattr(usage, "prompt_tokens", None) if usage else None,
+        finished=finished,
     )

@@ -237,3 +237,31 @@ def test_failed_requests_are_counted_not_dropped(server, tmp_path):
     errors = [s["error"] for s in doc["samples"]]
     assert len(errors) == 2 and all(e.startswith("HTTP 4") for e in errors)
     assert "2 of 2 requests failed" in result.stderr
+
+
+def test_load_sweep_against_the_server(server, tmp_path):
+    db = tmp_path / "load.sqlite"
+    args = (
+        f"load gemma-3-270m --base-url {server['base_url']} "
+        f"--served-model {server['model']} --concurrency 1,2 --rate 20 "
+        f"--requests 2 --prompt-tokens 16 --new-tokens 3 --slo-ttft-ms 60000 "
+        f"--db {db} --json"
+    )
+    result = cli.invoke(app, args.split())
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [(lv["kind"], lv["value"]) for lv in doc["levels"]] == [
+        ("concurrency", 1.0),
+        ("concurrency", 2.0),
+        ("rate", 20.0),
+    ]
+    for lv in doc["levels"]:
+        assert (lv["requests"], lv["completed"], lv["failed"]) == (2, 2, 0)
+        assert lv["request_throughput"] == pytest.approx(2 / lv["duration_s"])
+        # every request met the generous TTFT target
+        assert lv["goodput"] == pytest.approx(lv["request_throughput"])
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 6
+    assert (
+        con.execute("SELECT COUNT(*) FROM samples WHERE rate = 20.0").fetchone()[0] == 2
+    )

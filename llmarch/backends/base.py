@@ -44,6 +44,7 @@ class GenerationSample:
     output_tokens: int | None = None
     tokens_source: str | None = None
     concurrency: int = 1
+    rate: float | None = None  # Poisson request rate (req/s) of a load run
     error: str | None = None
     text: str | None = None
 

@@ -28,6 +28,11 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 # (English prose runs at roughly 0.75 words per token); the server's usage
 # figures then give the real count.
 WORDS_PER_TOKEN = 0.75
+# Retries of 429, 5xx and lost connections: exponential back-off from
+# BACKOFF_S unless the server's Retry-After says otherwise, never above
+# MAX_WAIT_S per wait.
+BACKOFF_S = 0.5
+MAX_WAIT_S = 30.0
 
 
 class OpenAIBackend(Backend):
@@ -62,11 +67,12 @@ class OpenAIBackend(Backend):
     def _client(self) -> Any:
         from openai import AsyncOpenAI
 
+        # llmarch retries itself, to know what each request went through.
         return AsyncOpenAI(
             base_url=self.base_url,
             api_key=self.api_key,
             timeout=self.timeout_s,
-            max_retries=self.max_retries,
+            max_retries=0,
         )
 
     def load(self) -> LoadInfo:
@@ -157,11 +163,56 @@ class OpenAIBackend(Backend):
         prompt_tokens: int,
         new_tokens: int,
         concurrency: int,
+        rate: float | None = None,
     ) -> GenerationSample:
+        """One streamed request, retried on 429, 5xx and lost connections.
+
+        The clock starts at the first attempt, so a retried request's TTFT
+        includes the waiting: that is what its user waits. A stream that breaks
+        after text has arrived is not retried; it counts as failed.
+        """
+        t0 = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            events, error, retryable, wait = await self._attempt(
+                client, text, new_tokens
+            )
+            if error is None or events or not retryable or attempt > self.max_retries:
+                break
+            await asyncio.sleep(min(wait or BACKOFF_S * 2 ** (attempt - 1), MAX_WAIT_S))
+        if error is not None and attempt > 1:
+            error += f" after {attempt} attempts"
+        if error is not None and any(e.text for e in events):
+            error += " (stream broke after text arrived)"
+
+        count = (
+            (lambda s: len(self.tokenizer(s, add_special_tokens=False)["input_ids"]))
+            if self.tokenizer is not None
+            else None
+        )
+        m = request_metrics(t0, events, count_tokens=count, error=error)
+        return GenerationSample(
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            batch=1,
+            t0=t0,
+            token_times=[e.t for e in events if e.text] if m.ok else [],
+            output_tokens=m.output_tokens,
+            tokens_source=m.tokens_source,
+            concurrency=concurrency,
+            rate=rate,
+            error=None if m.ok else m.error,
+            text=m.text,
+        )
+
+    async def _attempt(
+        self, client: Any, text: str, new_tokens: int
+    ) -> tuple[list[Any], str | None, bool, float | None]:
+        """(events, error, retryable, seconds the server asked to wait)."""
         import openai
 
-        events, error = [], None
-        t0 = time.perf_counter()
+        events: list[Any] = []
         try:
             if self.endpoint == "chat":
                 stream = await client.chat.completions.create(
@@ -183,25 +234,26 @@ class OpenAIBackend(Backend):
                 )
             async for chunk in stream:
                 events.append(openai_chunk_event(time.perf_counter(), chunk))
+            if events and not any(e.finished for e in events):
+                # The SDK ends quietly when the connection closes; a stream
+                # that never gave a finish reason was cut short.
+                return events, "stream ended without a finish reason", False, None
         except openai.APIStatusError as exc:
-            error = f"HTTP {exc.status_code}"
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            error = type(exc).__name__
-        count = (
-            (lambda s: len(self.tokenizer(s, add_special_tokens=False)["input_ids"]))
-            if self.tokenizer is not None
-            else None
-        )
-        m = request_metrics(t0, events, count_tokens=count, error=error)
-        return GenerationSample(
-            prompt_tokens=prompt_tokens,
-            new_tokens=new_tokens,
-            batch=1,
-            t0=t0,
-            token_times=[e.t for e in events if e.text] if m.ok else [],
-            output_tokens=m.output_tokens,
-            tokens_source=m.tokens_source,
-            concurrency=concurrency,
-            error=None if m.ok else m.error,
-            text=m.text,
-        )
+            status = exc.status_code
+            return (
+                events,
+                f"HTTP {status}",
+                status == 429 or status >= 500,
+                (_retry_after(exc.response.headers.get("retry-after"))),
+            )
+        except openai.APIConnectionError as exc:  # timeouts included
+            return events, type(exc).__name__, True, None
+        return events, None, False, None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds; dates ignored)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

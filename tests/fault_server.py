@@ -1,0 +1,134 @@
+"""A small OpenAI-compatible server on 127.0.0.1 that misbehaves on purpose.
+
+It streams completions the way OpenAI-compatible servers do (server-sent
+events of ``text_completion`` chunks, then a usage chunk and ``[DONE]``), and
+can be told, per request, to answer 429 with Retry-After, 500, or to drop the
+connection after some chunks. The happy path of the API backend is tested
+against the real ``transformers serve``; this server covers the faults a real
+server cannot be made to produce on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FaultServer:
+    """``plan`` holds one action per completion request ('429:SECONDS', '500',
+    'drop:N' or 'ok'); requests beyond the plan get 'ok'."""
+
+    def __init__(
+        self, plan: list[str] | None = None, *, words: int = 4, gap_s: float = 0.02
+    ) -> None:
+        self.plan = list(plan or [])
+        self.words, self.gap_s = words, gap_s
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def next_action(self) -> str:
+        with self.lock:
+            self.requests += 1
+            return self.plan.pop(0) if self.plan else "ok"
+
+    def __enter__(self) -> FaultServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _json(self, status: int, body: dict, headers: dict | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._json(
+                200,
+                {"object": "list", "data": [{"id": "fault-model", "object": "model"}]},
+            )
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", 0))
+            request = json.loads(self.rfile.read(length) or b"{}")
+            action = server.next_action()
+            if action.startswith("429"):
+                self._json(
+                    429,
+                    {"error": {"message": "slow down"}},
+                    {"retry-after": action.split(":")[1]},
+                )
+            elif action == "500":
+                self._json(500, {"error": {"message": "broken"}})
+            else:
+                drop = int(action.split(":")[1]) if action.startswith("drop") else None
+                self._stream(int(request.get("max_tokens", server.words)), drop)
+
+        def _event(self, body: dict) -> None:
+            self.wfile.write(f"data: {json.dumps(body)}\n\n".encode())
+            self.wfile.flush()
+
+        def _stream(self, max_tokens: int, drop: int | None) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            n = min(server.words, max_tokens)
+            base = {
+                "id": "x",
+                "object": "text_completion",
+                "created": 0,
+                "model": "fault-model",
+            }
+            for i in range(n):
+                if drop is not None and i == drop:
+                    self.connection.shutdown(2)  # the server dies mid-stream
+                    return
+                time.sleep(server.gap_s)
+                self._event(
+                    {
+                        **base,
+                        "choices": [
+                            {"index": 0, "text": f" w{i}", "finish_reason": None}
+                        ],
+                    }
+                )
+            self._event(
+                {
+                    **base,
+                    "choices": [{"index": 0, "text": "", "finish_reason": "length"}],
+                }
+            )
+            self._event(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": 3,
+                        "completion_tokens": n,
+                        "total_tokens": n + 3,
+                    },
+                }
+            )
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+
+    return Handler
