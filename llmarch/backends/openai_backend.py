@@ -17,17 +17,13 @@ from typing import Any, ClassVar
 
 from llmarch.backends.base import Backend, GenerationSample, LoadInfo
 from llmarch.errors import BackendError, ConfigError
-from llmarch.prompts import prompt_text, prompt_token_ids
+from llmarch.prompts import api_prompt_texts
 from llmarch.streaming import openai_chunk_event, request_metrics
 
 log = logging.getLogger(__name__)
 
 ENDPOINTS = ("completions", "chat")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-# Without a tokenizer, a prompt is cut to this many words per requested token
-# (English prose runs at roughly 0.75 words per token); the server's usage
-# figures then give the real count.
-WORDS_PER_TOKEN = 0.75
 # Retries of 429, 5xx and lost connections: exponential back-off from
 # BACKOFF_S unless the server's Retry-After says otherwise, never above
 # MAX_WAIT_S per wait.
@@ -122,21 +118,9 @@ class OpenAIBackend(Backend):
 
     def prompts(self, prompt_tokens: int, batch: int) -> list[str]:
         """Prompt texts of ``prompt_tokens`` tokens (BOS excluded: servers add it)."""
-        if self.tokenizer is None:
-            words = prompt_text().split()
-            n = max(1, round(prompt_tokens * WORDS_PER_TOKEN))
-            return [
-                " ".join(words[(b * 97 + i) % len(words)] for i in range(n))
-                for b in range(batch)
-            ]
-        rows = prompt_token_ids(
+        return api_prompt_texts(
             self.tokenizer, prompt_tokens=prompt_tokens, batch=batch
         )
-        bos = getattr(self.tokenizer, "bos_token_id", None)
-        return [
-            self.tokenizer.decode(row[1:] if row and row[0] == bos else row)
-            for row in rows
-        ]
 
     # -- requests ------------------------------------------------------------
 

@@ -1,0 +1,172 @@
+"""The Google AI Studio / Gemini API backend, through the ``google-genai`` SDK.
+
+Requests stream (``generate_content_stream``) and are measured with the same
+definitions as every other API backend (``llmarch.streaming``): thought
+parts count as generated text, output tokens are the usage's candidate plus
+thought tokens. The key comes from ``GOOGLE_AI_STUDIO_API_KEY`` or
+``GEMINI_API_KEY`` and is never logged or stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, ClassVar
+
+from llmarch.backends.base import Backend, GenerationSample, LoadInfo
+from llmarch.backends.openai_backend import BACKOFF_S, MAX_WAIT_S
+from llmarch.errors import BackendError
+from llmarch.prompts import api_prompt_texts
+from llmarch.streaming import StreamEvent, request_metrics
+
+KEY_ENVS = ("GOOGLE_AI_STUDIO_API_KEY", "GEMINI_API_KEY")
+
+
+def gemini_key() -> str | None:
+    """The Gemini API key from the environment, if one is set."""
+    for name in KEY_ENVS:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def gemini_chunk_event(t: float, chunk: Any) -> StreamEvent:
+    """A StreamEvent from a google-genai streaming response chunk."""
+    text, finished = "", False
+    for candidate in getattr(chunk, "candidates", None) or []:
+        finished = finished or bool(getattr(candidate, "finish_reason", None))
+        content = getattr(candidate, "content", None)
+        for part in getattr(content, "parts", None) or []:
+            text += getattr(part, "text", None) or ""
+            call = getattr(part, "function_call", None)
+            if call is not None:
+                text += str(getattr(call, "args", "") or "")
+    usage = getattr(chunk, "usage_metadata", None)
+    tokens = None
+    if usage is not None and usage.candidates_token_count is not None:
+        tokens = usage.candidates_token_count + (usage.thoughts_token_count or 0)
+    return StreamEvent(
+        t=t,
+        text=text,
+        completion_tokens=tokens,
+        prompt_tokens=getattr(usage, "prompt_token_count", None) if usage else None,
+        finished=finished,
+    )
+
+
+class GeminiBackend(Backend):
+    """Streams from the Gemini API (or a server speaking its wire format)."""
+
+    NAME: ClassVar[str] = "gemini"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None = None,
+        tokenizer: Any = None,
+        max_retries: int = 2,
+        timeout_s: float = 120.0,
+    ) -> None:
+        key = gemini_key()
+        if key is None:
+            raise BackendError(
+                "the Gemini backend needs an API key: set GOOGLE_AI_STUDIO_API_KEY "
+                "or GEMINI_API_KEY"
+            )
+        self._key = key
+        self.model, self.base_url = model, base_url
+        self.tokenizer, self.max_retries = tokenizer, max_retries
+        self.timeout_s = timeout_s
+        self.device, self.dtype = "api", "server"
+
+    def _client(self) -> Any:
+        from google import genai
+        from google.genai import types
+
+        options = types.HttpOptions(
+            base_url=self.base_url, timeout=int(self.timeout_s * 1000)
+        )
+        return genai.Client(api_key=self._key, http_options=options)
+
+    def load(self) -> LoadInfo:
+        return LoadInfo(load_s=0.0, weight_bytes=0, peak_memory_bytes=0)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "api_model": self.model,
+            "base_url": self.base_url or "Google AI Studio",
+        }
+
+    def generate(
+        self, *, prompt_tokens: int, new_tokens: int, batch: int
+    ) -> list[GenerationSample]:
+        texts = api_prompt_texts(
+            self.tokenizer, prompt_tokens=prompt_tokens, batch=batch
+        )
+        client = self._client()
+
+        async def run() -> list[GenerationSample]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._one(client, t, prompt_tokens, new_tokens, batch)
+                        for t in texts
+                    )
+                )
+            )
+
+        return asyncio.run(run())
+
+    async def _one(
+        self,
+        client: Any,
+        text: str,
+        prompt_tokens: int,
+        new_tokens: int,
+        concurrency: int,
+    ) -> GenerationSample:
+        from google.genai import errors, types
+
+        config = types.GenerateContentConfig(
+            max_output_tokens=new_tokens, temperature=0.0
+        )
+        t0 = time.perf_counter()
+        attempt, error = 0, None
+        events: list[StreamEvent] = []
+        while True:
+            attempt += 1
+            events, error, retryable = [], None, False
+            try:
+                stream = await client.aio.models.generate_content_stream(
+                    model=self.model, contents=text, config=config
+                )
+                async for chunk in stream:
+                    events.append(gemini_chunk_event(time.perf_counter(), chunk))
+                if events and not any(e.finished for e in events):
+                    error = "stream ended without a finish reason"
+            except errors.APIError as exc:
+                error = f"HTTP {exc.code}"
+                retryable = exc.code == 429 or (exc.code or 0) >= 500
+            except Exception as exc:  # noqa: BLE001 - the SDK's transport raises its
+                # own HTTP library's errors (refused, reset, timed out)
+                error, retryable = type(exc).__name__, True
+            if error is None or events or not retryable or attempt > self.max_retries:
+                break
+            await asyncio.sleep(min(BACKOFF_S * 2 ** (attempt - 1), MAX_WAIT_S))
+        if error is not None and attempt > 1:
+            error += f" after {attempt} attempts"
+        m = request_metrics(t0, events, error=error)
+        return GenerationSample(
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            batch=1,
+            t0=t0,
+            token_times=[e.t for e in events if e.text] if m.ok else [],
+            output_tokens=m.output_tokens,
+            tokens_source=m.tokens_source,
+            concurrency=concurrency,
+            error=None if m.ok else m.error,
+            text=m.text,
+        )
