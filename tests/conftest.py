@@ -20,6 +20,9 @@ def results_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test writes its database and reports under its own tmp folder."""
     monkeypatch.setenv("LLMARCH_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.delenv("LLMARCH_DB", raising=False)
+    # No test may reach a real API with the developer's keys.
+    for name in ("GOOGLE_AI_STUDIO_API_KEY", "GEMINI_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     return tmp_path / "results"
 
 
