@@ -127,6 +127,9 @@ def bench(
     api_key_env: Annotated[
         str, typer.Option(help="Environment variable that holds the API key.")
     ] = "OPENAI_API_KEY",
+    timeout_s: Annotated[
+        float, typer.Option(help="API requests: seconds before a request times out.")
+    ] = 120.0,
 ) -> None:
     """Measure latency, throughput and memory of a model, locally or through an API."""
     from llmarch.runner import BenchRequest, run_bench
@@ -148,6 +151,7 @@ def bench(
         served_model=served_model,
         endpoint=endpoint,
         api_key_env=api_key_env,
+        timeout_s=timeout_s,
     )
     try:
         outcome = run_bench(request, console=err)
@@ -305,6 +309,9 @@ def load(
     api_key_env: Annotated[
         str, typer.Option(help="Environment variable that holds the API key.")
     ] = "OPENAI_API_KEY",
+    timeout_s: Annotated[
+        float, typer.Option(help="API requests: seconds before a request times out.")
+    ] = 120.0,
     concurrency: Annotated[
         str, typer.Option(help="Concurrency levels, comma-separated (e.g. 1,4,16).")
     ] = "",
@@ -359,6 +366,7 @@ def load(
                 api_key_env=api_key_env,
                 db=db or paths.db_path(),
                 out_dir=paths.results_dir(),
+                timeout_s=timeout_s,
             ),
             settings,
             console=err,

@@ -53,6 +53,7 @@ class BenchRequest:
     served_model: str | None = None
     endpoint: str = "completions"
     api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 120.0
 
     def settings(self) -> BenchSettings:
         return BenchSettings(
@@ -179,7 +180,11 @@ def _gemini_backend(request: Any) -> tuple[ModelRef, Any]:
         kind="api",
         source=f"api:gemini (model {api_id})",
     )
-    return ref, GeminiBackend(model=api_id, base_url=request.base_url)
+    return ref, GeminiBackend(
+        model=api_id,
+        base_url=request.base_url,
+        timeout_s=getattr(request, "timeout_s", 120.0),
+    )
 
 
 def _openai_backend(request: Any) -> tuple[ModelRef, Any]:
@@ -218,6 +223,7 @@ def _openai_backend(request: Any) -> tuple[ModelRef, Any]:
         endpoint=request.endpoint,
         api_key_env=request.api_key_env,
         tokenizer=tokenizer,
+        timeout_s=getattr(request, "timeout_s", 120.0),
     )
     return ref, backend
 
@@ -348,6 +354,7 @@ class LoadRequest:
     api_key_env: str
     db: Path
     out_dir: Path
+    timeout_s: float = 120.0
 
 
 @dataclass

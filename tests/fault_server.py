@@ -71,6 +71,9 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length", 0))
             request = json.loads(self.rfile.read(length) or b"{}")
             action = server.next_action()
+            if action.startswith("sleep"):
+                time.sleep(float(action.split(":")[1]))
+                action = "ok"
             if action.startswith("429"):
                 self._json(
                     429,

@@ -129,3 +129,26 @@ def test_poisson_arrivals_are_seeded_and_have_the_right_mean():
     assert a[0] == 0.0 and all(y >= x for x, y in zip(a, a[1:], strict=False))
     mean_gap = a[-1] / (len(a) - 1)
     assert mean_gap == pytest.approx(0.25, rel=0.08)
+
+
+def test_a_stalled_server_times_out_then_the_retry_succeeds():
+    with FaultServer(["sleep:3"]) as server:
+        backend = OpenAIBackend(
+            base_url=server.base_url, model="fault-model", max_retries=1, timeout_s=0.5
+        )
+        backend.load()
+        [sample] = backend.generate(prompt_tokens=8, new_tokens=4, batch=1)
+    assert server.requests == 2
+    assert sample.error is None and sample.output_tokens == 4
+    # the time-out (0.5 s) and the back-off (0.5 s) are part of TTFT
+    assert sample.timings.ttft_s >= 1.0
+
+
+def test_a_stalled_server_with_no_retries_left_is_a_timeout_failure():
+    with FaultServer(["sleep:2"]) as server:
+        backend = OpenAIBackend(
+            base_url=server.base_url, model="fault-model", max_retries=0, timeout_s=0.3
+        )
+        backend.load()
+        [sample] = backend.generate(prompt_tokens=8, new_tokens=4, batch=1)
+    assert sample.error == "APITimeoutError"
