@@ -33,7 +33,7 @@ def test_429_with_retry_after_is_retried_and_waited_for():
 
 def test_bounded_retries_then_a_counted_failure():
     with FaultServer(["500"] * 10) as server:
-        import llmarch.backends.openai_backend as ob
+        import llmarch.backends.api_common as ob
 
         ob_backoff = ob.BACKOFF_S
         ob.BACKOFF_S = 0.01
@@ -65,7 +65,7 @@ def test_dead_server_fails_cleanly():
 
 def test_load_levels_and_goodput_by_hand():
     with FaultServer(["500"], words=3, gap_s=0.01) as server:
-        import llmarch.backends.openai_backend as ob
+        import llmarch.backends.api_common as ob
 
         ob.BACKOFF_S, saved = 0.01, ob.BACKOFF_S
         try:

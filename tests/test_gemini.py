@@ -39,7 +39,7 @@ def test_stream_metrics_from_the_wire_format(key):
 
 
 def test_retry_then_success_and_counted_failure(key):
-    import llmarch.backends.openai_backend as ob
+    import llmarch.backends.api_common as ob
 
     saved, ob.BACKOFF_S = ob.BACKOFF_S, 0.01
     try:

@@ -14,11 +14,11 @@ import os
 import time
 from typing import Any, ClassVar
 
+from llmarch.backends.api_common import api_sample, with_retries
 from llmarch.backends.base import Backend, GenerationSample, LoadInfo
-from llmarch.backends.openai_backend import BACKOFF_S, MAX_WAIT_S
 from llmarch.errors import BackendError
 from llmarch.prompts import api_prompt_texts
-from llmarch.streaming import StreamEvent, request_metrics
+from llmarch.streaming import StreamEvent
 
 KEY_ENVS = ("GOOGLE_AI_STUDIO_API_KEY", "GEMINI_API_KEY")
 
@@ -132,41 +132,31 @@ class GeminiBackend(Backend):
         config = types.GenerateContentConfig(
             max_output_tokens=new_tokens, temperature=0.0
         )
-        t0 = time.perf_counter()
-        attempt, error = 0, None
-        events: list[StreamEvent] = []
-        while True:
-            attempt += 1
-            events, error, retryable = [], None, False
+
+        async def attempt() -> tuple[list[StreamEvent], str | None, bool, float | None]:
+            events: list[StreamEvent] = []
             try:
                 stream = await client.aio.models.generate_content_stream(
                     model=self.model, contents=text, config=config
                 )
                 async for chunk in stream:
                     events.append(gemini_chunk_event(time.perf_counter(), chunk))
-                if events and not any(e.finished for e in events):
-                    error = "stream ended without a finish reason"
             except errors.APIError as exc:
-                error = f"HTTP {exc.code}"
-                retryable = exc.code == 429 or (exc.code or 0) >= 500
-            except Exception as exc:  # noqa: BLE001 - the SDK's transport raises its
-                # own HTTP library's errors (refused, reset, timed out)
-                error, retryable = type(exc).__name__, True
-            if error is None or events or not retryable or attempt > self.max_retries:
-                break
-            await asyncio.sleep(min(BACKOFF_S * 2 ** (attempt - 1), MAX_WAIT_S))
-        if error is not None and attempt > 1:
-            error += f" after {attempt} attempts"
-        m = request_metrics(t0, events, error=error)
-        return GenerationSample(
+                code = exc.code or 0
+                return events, f"HTTP {exc.code}", code == 429 or code >= 500, None
+            except Exception as exc:  # noqa: BLE001 - the SDK's transport raises
+                # its own HTTP library's errors (refused, reset, timed out)
+                return events, type(exc).__name__, True, None
+            if events and not any(e.finished for e in events):
+                return events, "stream ended without a finish reason", False, None
+            return events, None, False, None
+
+        t0, events, error = await with_retries(attempt, max_retries=self.max_retries)
+        return api_sample(
+            t0,
+            events,
+            error,
             prompt_tokens=prompt_tokens,
             new_tokens=new_tokens,
-            batch=1,
-            t0=t0,
-            token_times=[e.t for e in events if e.text] if m.ok else [],
-            output_tokens=m.output_tokens,
-            tokens_source=m.tokens_source,
             concurrency=concurrency,
-            error=None if m.ok else m.error,
-            text=m.text,
         )

@@ -15,20 +15,16 @@ import os
 import time
 from typing import Any, ClassVar
 
+from llmarch.backends.api_common import api_sample, with_retries
 from llmarch.backends.base import Backend, GenerationSample, LoadInfo
 from llmarch.errors import BackendError, ConfigError
 from llmarch.prompts import api_prompt_texts
-from llmarch.streaming import openai_chunk_event, request_metrics
+from llmarch.streaming import StreamEvent, openai_chunk_event
 
 log = logging.getLogger(__name__)
 
 ENDPOINTS = ("completions", "chat")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-# Retries of 429, 5xx and lost connections: exponential back-off from
-# BACKOFF_S unless the server's Retry-After says otherwise, never above
-# MAX_WAIT_S per wait.
-BACKOFF_S = 0.5
-MAX_WAIT_S = 30.0
 
 
 class OpenAIBackend(Backend):
@@ -155,48 +151,33 @@ class OpenAIBackend(Backend):
         includes the waiting: that is what its user waits. A stream that breaks
         after text has arrived is not retried; it counts as failed.
         """
-        t0 = time.perf_counter()
-        attempt = 0
-        while True:
-            attempt += 1
-            events, error, retryable, wait = await self._attempt(
-                client, text, new_tokens
-            )
-            if error is None or events or not retryable or attempt > self.max_retries:
-                break
-            await asyncio.sleep(min(wait or BACKOFF_S * 2 ** (attempt - 1), MAX_WAIT_S))
-        if error is not None and attempt > 1:
-            error += f" after {attempt} attempts"
-        if error is not None and any(e.text for e in events):
-            error += " (stream broke after text arrived)"
-
+        t0, events, error = await with_retries(
+            lambda: self._attempt(client, text, new_tokens),
+            max_retries=self.max_retries,
+        )
         count = (
             (lambda s: len(self.tokenizer(s, add_special_tokens=False)["input_ids"]))
             if self.tokenizer is not None
             else None
         )
-        m = request_metrics(t0, events, count_tokens=count, error=error)
-        return GenerationSample(
+        return api_sample(
+            t0,
+            events,
+            error,
             prompt_tokens=prompt_tokens,
             new_tokens=new_tokens,
-            batch=1,
-            t0=t0,
-            token_times=[e.t for e in events if e.text] if m.ok else [],
-            output_tokens=m.output_tokens,
-            tokens_source=m.tokens_source,
             concurrency=concurrency,
             rate=rate,
-            error=None if m.ok else m.error,
-            text=m.text,
+            count_tokens=count,
         )
 
     async def _attempt(
         self, client: Any, text: str, new_tokens: int
-    ) -> tuple[list[Any], str | None, bool, float | None]:
+    ) -> tuple[list[StreamEvent], str | None, bool, float | None]:
         """(events, error, retryable, seconds the server asked to wait)."""
         import openai
 
-        events: list[Any] = []
+        events: list[StreamEvent] = []
         try:
             if self.endpoint == "chat":
                 stream = await client.chat.completions.create(
