@@ -30,6 +30,22 @@ out = Console()
 err = Console(stderr=True)
 
 
+# Options shared by the commands that talk to API servers.
+BaseUrl = Annotated[
+    str | None, typer.Option(help="API base URL, e.g. http://127.0.0.1:8000/v1.")
+]
+ServedModel = Annotated[
+    str | None, typer.Option(help="Model name the server knows (default: MODEL).")
+]
+Endpoint = Annotated[str, typer.Option(help="completions or chat.")]
+ApiKeyEnv = Annotated[
+    str, typer.Option(help="Environment variable that holds the API key.")
+]
+TimeoutS = Annotated[
+    float, typer.Option(help="API requests: seconds before a request times out.")
+]
+
+
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -117,19 +133,11 @@ def bench(
             help="auto (local weights, else an API), transformers, openai or gemini."
         ),
     ] = "auto",
-    base_url: Annotated[
-        str | None, typer.Option(help="API base URL, e.g. http://127.0.0.1:8000/v1.")
-    ] = None,
-    served_model: Annotated[
-        str | None, typer.Option(help="Model name the server knows (default: MODEL).")
-    ] = None,
-    endpoint: Annotated[str, typer.Option(help="completions or chat.")] = "completions",
-    api_key_env: Annotated[
-        str, typer.Option(help="Environment variable that holds the API key.")
-    ] = "OPENAI_API_KEY",
-    timeout_s: Annotated[
-        float, typer.Option(help="API requests: seconds before a request times out.")
-    ] = 120.0,
+    base_url: BaseUrl = None,
+    served_model: ServedModel = None,
+    endpoint: Endpoint = "completions",
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    timeout_s: TimeoutS = 120.0,
 ) -> None:
     """Measure latency, throughput and memory of a model, locally or through an API."""
     from llmarch.runner import BenchRequest, run_bench
@@ -299,19 +307,11 @@ def load(
     model: Annotated[
         str | None, typer.Argument(help="Catalog id or folder, for the tokenizer.")
     ] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="API base URL, e.g. http://127.0.0.1:8000/v1.")
-    ] = None,
-    served_model: Annotated[
-        str | None, typer.Option(help="Model name the server knows (default: MODEL).")
-    ] = None,
-    endpoint: Annotated[str, typer.Option(help="completions or chat.")] = "completions",
-    api_key_env: Annotated[
-        str, typer.Option(help="Environment variable that holds the API key.")
-    ] = "OPENAI_API_KEY",
-    timeout_s: Annotated[
-        float, typer.Option(help="API requests: seconds before a request times out.")
-    ] = 120.0,
+    base_url: BaseUrl = None,
+    served_model: ServedModel = None,
+    endpoint: Endpoint = "completions",
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    timeout_s: TimeoutS = 120.0,
     concurrency: Annotated[
         str, typer.Option(help="Concurrency levels, comma-separated (e.g. 1,4,16).")
     ] = "",
