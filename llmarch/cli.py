@@ -390,8 +390,14 @@ def load(
         f"database: {db or paths.db_path()} (run {outcome.run_id})", highlight=False
     )
     if outcome.status == "interrupted":
-        err.print("[yellow]interrupted:[/] the requests measured so far are kept.")
+        err.print(
+            "[yellow]interrupted:[/] every request finished so far is kept, "
+            "also those of the level in progress."
+        )
         raise typer.Exit(130)
+    if outcome.status == "failed":
+        reasons = sorted({e for lv in outcome.levels for e in lv["errors"]})
+        _fail(f"every request failed ({'; '.join(reasons)}); check the server log.")
 
 
 def main() -> None:

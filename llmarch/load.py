@@ -21,8 +21,10 @@ done):
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,8 +52,15 @@ class LoadSettings:
             raise ConfigError("give --concurrency levels, --rate levels, or both")
         if any(c < 1 for c in self.concurrency):
             raise ConfigError("--concurrency values must be at least 1")
-        if any(r <= 0 for r in self.rates):
-            raise ConfigError("--rate values must be above 0 (requests per second)")
+        if any(not math.isfinite(r) or r <= 0 for r in self.rates):
+            raise ConfigError(
+                "--rate values must be finite numbers above 0 (requests per second)"
+            )
+        for name in ("slo_ttft_s", "slo_tpot_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                option = "--slo-ttft-ms" if name == "slo_ttft_s" else "--slo-tpot-ms"
+                raise ConfigError(f"{option} must be a number above 0")
         if self.requests < 1:
             raise ConfigError("--requests must be at least 1")
         if self.prompt_tokens < 1 or self.new_tokens < 1:
@@ -77,40 +86,59 @@ def poisson_offsets(n: int, rate: float, seed: int) -> list[float]:
 
 
 async def _run_level(
-    backend: OpenAIBackend, kind: str, value: float, settings: LoadSettings
+    backend: OpenAIBackend,
+    kind: str,
+    value: float,
+    settings: LoadSettings,
+    on_sample: Callable[[GenerationSample], None] | None,
 ) -> tuple[list[GenerationSample], float]:
     texts = backend.prompts(settings.prompt_tokens, settings.requests)
     p, n = settings.prompt_tokens, settings.new_tokens
+    samples: list[GenerationSample] = []
+
+    def done(sample: GenerationSample) -> GenerationSample:
+        samples.append(sample)
+        if on_sample is not None:  # stored now: an interrupt keeps it
+            on_sample(sample)
+        return sample
+
     async with backend._client() as client:
         start = time.perf_counter()
         if kind == "concurrency":
             c = int(value)
             pending = list(range(len(texts)))
-            samples: list[GenerationSample] = []
 
             async def worker() -> None:
                 while pending:
                     i = pending.pop(0)
-                    samples.append(await backend._one(client, texts[i], p, n, c))
+                    done(await backend._one(client, texts[i], p, n, c))
 
             await asyncio.gather(*(worker() for _ in range(min(c, len(texts)))))
         else:
             offsets = poisson_offsets(len(texts), value, settings.seed)
 
-            async def send(i: int) -> GenerationSample:
+            async def send(i: int) -> None:
                 await asyncio.sleep(max(0.0, start + offsets[i] - time.perf_counter()))
-                return await backend._one(client, texts[i], p, n, 0, rate=value)
+                done(await backend._one(client, texts[i], p, n, None, rate=value))
 
-            samples = list(await asyncio.gather(*(send(i) for i in range(len(texts)))))
+            await asyncio.gather(*(send(i) for i in range(len(texts))))
         duration = time.perf_counter() - start
     return samples, duration
 
 
 def run_level(
-    backend: OpenAIBackend, kind: str, value: float, settings: LoadSettings
+    backend: OpenAIBackend,
+    kind: str,
+    value: float,
+    settings: LoadSettings,
+    *,
+    on_sample: Callable[[GenerationSample], None] | None = None,
 ) -> tuple[list[GenerationSample], float]:
-    """Run one level; returns its samples and its wall time in seconds."""
-    return asyncio.run(_run_level(backend, kind, value, settings))
+    """Run one level; returns its samples and its wall time in seconds.
+
+    ``on_sample`` receives each request as soon as it is done.
+    """
+    return asyncio.run(_run_level(backend, kind, value, settings, on_sample))
 
 
 def summarize_level(

@@ -198,6 +198,15 @@ def _openai_backend(request: Any) -> tuple[ModelRef, Any]:
         raise ConfigError(
             "--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)"
         )
+    from llmarch.backends.openai_backend import ENDPOINTS
+
+    if request.endpoint not in ENDPOINTS:
+        raise ConfigError(
+            f"--endpoint must be one of {', '.join(ENDPOINTS)}, "
+            f"not '{request.endpoint}'"
+        )
+    if getattr(request, "timeout_s", 1.0) <= 0:
+        raise ConfigError(f"--timeout-s must be above 0, not {request.timeout_s}")
     served = request.served_model or request.model
     if not served:
         raise ConfigError("--backend openai needs a model name or --served-model")
@@ -333,6 +342,10 @@ def run_bench(
     finally:
         backend.close()
 
+    measured = store.samples(run_id)
+    if status == "completed" and measured and all(x.get("error") for x in measured):
+        reasons = "; ".join(sorted({x["error"] for x in measured}))
+        status, error = "failed", f"every request failed ({reasons})"
     store.finish_run(run_id, status)
     run = store.run(run_id)
     assert run is not None
@@ -393,12 +406,18 @@ def run_load(request: LoadRequest, settings: Any, *, console: Console) -> LoadOu
         with _sigterm_as_interrupt():
             for kind, value in settings.levels():
                 label = f"{kind} {value:g}"
+                rows: list[dict[str, Any]] = []
+
+                def keep(sample: Any, rows: list[dict[str, Any]] = rows) -> None:
+                    row = store.add_sample(
+                        run_id, sample, repeat=len(rows), is_warmup=False
+                    )
+                    rows.append(row)
+
                 with console.status(f"{label}: {settings.requests} requests"):
-                    samples, duration = run_level(backend, kind, value, settings)
-                rows = [
-                    store.add_sample(run_id, s, repeat=i, is_warmup=False)
-                    for i, s in enumerate(samples)
-                ]
+                    _, duration = run_level(
+                        backend, kind, value, settings, on_sample=keep
+                    )
                 summary = summarize_level(
                     rows,
                     duration,
@@ -421,14 +440,21 @@ def run_load(request: LoadRequest, settings: Any, *, console: Console) -> LoadOu
                     },
                 )
                 if not console.is_terminal:
+                    reasons = (
+                        f" ({'; '.join(summary['errors'])})"
+                        if summary["errors"]
+                        else ""
+                    )
                     console.print(
                         f"{label}: {summary['completed']} completed, "
-                        f"{summary['failed']} failed in "
+                        f"{summary['failed']} failed{reasons} in "
                         f"{duration:.1f} s",
                         highlight=False,
                     )
     except KeyboardInterrupt:
         status = "interrupted"
+    if status == "completed" and levels and not any(lv["completed"] for lv in levels):
+        status = "failed"  # every request failed: not a measurement
     store.finish_run(run_id, status)
     store.close()
     return LoadOutcome(run_id, status, levels)

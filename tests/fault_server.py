@@ -17,6 +17,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that hang up early are part of the tests
+
+
 class FaultServer:
     """``plan`` holds one action per completion request ('429:SECONDS', '500',
     'drop:N' or 'ok'); requests beyond the plan get 'ok'."""
@@ -28,7 +35,7 @@ class FaultServer:
         self.words, self.gap_s = words, gap_s
         self.requests = 0
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -146,7 +153,7 @@ class GeminiServer:
         self.plan, self.words = list(plan or []), words
         self.requests, self.paths = 0, []
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _gemini_handler(self))
+        self.httpd = _QuietServer(("127.0.0.1", 0), _gemini_handler(self))
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

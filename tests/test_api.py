@@ -229,14 +229,19 @@ def test_failed_requests_are_counted_not_dropped(server, tmp_path):
         f"--db {tmp_path}/f.sqlite --json"
     )
     result = cli.invoke(app, args.split())
-    assert result.exit_code == 0, result.output
+    # every request failed: the results are kept, the exit code says so
+    assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
+    assert doc["run"]["status"] == "failed"
     [row] = doc["summary"]
     assert (row["n"], row["failed"]) == (0, 2)
     assert row["ttft_s_median"] is None  # no zero TTFT for a failed request
     errors = [s["error"] for s in doc["samples"]]
     assert len(errors) == 2 and all(e.startswith("HTTP 4") for e in errors)
+    # the server's own reason travels with the error
+    assert all("chat template" in e for e in errors)
     assert "2 of 2 requests failed" in result.stderr
+    assert "every request failed" in result.stderr
 
 
 def test_load_sweep_against_the_server(server, tmp_path):

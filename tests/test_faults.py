@@ -44,7 +44,7 @@ def test_bounded_retries_then_a_counted_failure():
         finally:
             ob.BACKOFF_S = ob_backoff
     assert server.requests == 3  # one try and two retries
-    assert sample.error == "HTTP 500 after 3 attempts"
+    assert sample.error == "HTTP 500 (broken) after 3 attempts"
     assert sample.timings is None  # a failure, not a zero TTFT
 
 
@@ -152,3 +152,57 @@ def test_a_stalled_server_with_no_retries_left_is_a_timeout_failure():
         backend.load()
         [sample] = backend.generate(prompt_tokens=8, new_tokens=4, batch=1)
     assert sample.error == "APITimeoutError"
+
+
+def test_each_request_of_a_level_is_handed_over_as_it_finishes():
+    seen = []
+    with FaultServer(words=2, gap_s=0.0) as server:
+        backend = _backend(server)
+        settings = LoadSettings(
+            concurrency=[], rates=[100.0], requests=3, prompt_tokens=4, new_tokens=2
+        )
+        samples, _ = run_level(backend, "rate", 100.0, settings, on_sample=seen.append)
+    assert seen == samples and len(seen) == 3
+    assert all(s.rate == 100.0 and s.concurrency is None for s in seen)
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), 0.0, -1.0])
+def test_rates_must_be_finite_and_positive(rate):
+    from llmarch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--rate"):
+        LoadSettings(concurrency=[], rates=[rate])
+
+
+def test_load_where_every_request_fails_exits_1(tmp_path):
+    from typer.testing import CliRunner
+
+    import llmarch.backends.api_common as ob
+    from llmarch.cli import app
+
+    saved, ob.BACKOFF_S = ob.BACKOFF_S, 0.01
+    try:
+        with FaultServer(["500"] * 20) as server:
+            result = CliRunner().invoke(
+                app,
+                [
+                    "load",
+                    "--base-url",
+                    server.base_url,
+                    "--served-model",
+                    "fault-model",
+                    "--concurrency",
+                    "2",
+                    "--requests",
+                    "2",
+                    "--new-tokens",
+                    "2",
+                    "--db",
+                    str(tmp_path / "l.sqlite"),
+                ],
+            )
+    finally:
+        ob.BACKOFF_S = saved
+    assert result.exit_code == 1
+    assert "every request failed (HTTP 500 (broken) after 3 attempts)" in result.output
+    assert "Traceback" not in result.output

@@ -52,7 +52,7 @@ def api_sample(
     *,
     prompt_tokens: int,
     new_tokens: int,
-    concurrency: int,
+    concurrency: int | None,
     rate: float | None = None,
     count_tokens: Callable[[str], int] | None = None,
 ) -> GenerationSample:

@@ -14,8 +14,8 @@ class LoadInfo:
     """What loading cost and what the loaded model holds."""
 
     load_s: float
-    weight_bytes: int
-    peak_memory_bytes: int
+    weight_bytes: int | None  # None where llmarch cannot see them (an API)
+    peak_memory_bytes: int | None
     converted: bool = False
     convert_s: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -43,7 +43,7 @@ class GenerationSample:
     # ``concurrency``; token_times are the arrivals of text chunks.
     output_tokens: int | None = None
     tokens_source: str | None = None
-    concurrency: int = 1
+    concurrency: int | None = 1  # None for requests of a Poisson-rate level
     rate: float | None = None  # Poisson request rate (req/s) of a load run
     error: str | None = None
     text: str | None = None

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from llmarch.backends.api_common import api_sample, with_retries
 from llmarch.backends.base import Backend, GenerationSample, LoadInfo
+from llmarch.backends.openai_backend import server_reason
 from llmarch.errors import BackendError
 from llmarch.prompts import api_prompt_texts
 from llmarch.streaming import StreamEvent
@@ -69,6 +70,8 @@ class GeminiBackend(Backend):
         max_retries: int = 2,
         timeout_s: float = 120.0,
     ) -> None:
+        if timeout_s <= 0:
+            raise BackendError(f"--timeout-s must be above 0, not {timeout_s}")
         key = gemini_key()
         if key is None:
             raise BackendError(
@@ -91,7 +94,7 @@ class GeminiBackend(Backend):
         return genai.Client(api_key=self._key, http_options=options)
 
     def load(self) -> LoadInfo:
-        return LoadInfo(load_s=0.0, weight_bytes=0, peak_memory_bytes=0)
+        return LoadInfo(load_s=0.0, weight_bytes=None, peak_memory_bytes=None)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -143,7 +146,13 @@ class GeminiBackend(Backend):
                     events.append(gemini_chunk_event(time.perf_counter(), chunk))
             except errors.APIError as exc:
                 code = exc.code or 0
-                return events, f"HTTP {exc.code}", code == 429 or code >= 500, None
+                reason = server_reason(getattr(exc, "message", None))
+                return (
+                    events,
+                    f"HTTP {exc.code}{reason}",
+                    code == 429 or code >= 500,
+                    None,
+                )
             except Exception as exc:  # noqa: BLE001 - the SDK's transport raises
                 # its own HTTP library's errors (refused, reset, timed out)
                 return events, type(exc).__name__, True, None

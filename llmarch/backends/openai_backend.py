@@ -43,6 +43,8 @@ class OpenAIBackend(Backend):
         timeout_s: float = 120.0,
         max_retries: int = 2,
     ) -> None:
+        if timeout_s <= 0:
+            raise ConfigError(f"--timeout-s must be above 0, not {timeout_s}")
         if endpoint not in ENDPOINTS:
             raise ConfigError(
                 f"--endpoint must be one of {', '.join(ENDPOINTS)}, not '{endpoint}'"
@@ -97,8 +99,8 @@ class OpenAIBackend(Backend):
             log.warning("%s lists %s, not %s", self.base_url, served, self.model)
         return LoadInfo(
             load_s=time.perf_counter() - t,
-            weight_bytes=0,
-            peak_memory_bytes=0,
+            weight_bytes=None,
+            peak_memory_bytes=None,
             details={"served_models": served},
         )
 
@@ -142,7 +144,7 @@ class OpenAIBackend(Backend):
         text: str,
         prompt_tokens: int,
         new_tokens: int,
-        concurrency: int,
+        concurrency: int | None,
         rate: float | None = None,
     ) -> GenerationSample:
         """One streamed request, retried on 429, 5xx and lost connections.
@@ -207,13 +209,28 @@ class OpenAIBackend(Backend):
             status = exc.status_code
             return (
                 events,
-                f"HTTP {status}",
+                f"HTTP {status}{server_reason(exc.body)}",
                 status == 429 or status >= 500,
                 (_retry_after(exc.response.headers.get("retry-after"))),
             )
         except openai.APIConnectionError as exc:  # timeouts included
             return events, type(exc).__name__, True, None
         return events, None, False, None
+
+
+def server_reason(body: Any, limit: int = 160) -> str:
+    """' (what the server said)', cut to ``limit`` characters; '' when nothing."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        body = (
+            body.get("detail")
+            or (error.get("message") if isinstance(error, dict) else error)
+            or body.get("message")
+        )
+    text = " ".join(str(body or "").split())
+    if not text:
+        return ""
+    return f" ({text[:limit]}{'…' if len(text) > limit else ''})"
 
 
 def _retry_after(value: str | None) -> float | None:
