@@ -60,9 +60,10 @@ def test_hub_ids_are_refused_without_network(spec):
         resolve(spec)
 
 
+@pytest.mark.skipif(
+    not memory.reset_peak_rss(), reason="this kernel cannot reset the peak RSS mark"
+)
 def test_peak_rss_resets():
-    if not memory.reset_peak_rss():
-        pytest.skip("this kernel does not allow resetting the peak RSS mark")
     block = bytearray(300 * 2**20)  # touch 300 MiB
     block[::4096] = b"x" * len(block[::4096])
     high = memory.peak_rss_bytes()
