@@ -305,17 +305,22 @@ def run_bench(
         with progress:
             task = progress.add_task("measuring", total=settings.total_runs())
 
+            seen: dict[tuple[str, str, int], int] = {}
+
             def advance(row: dict[str, Any]) -> None:
                 kind = "warm-up" if row["is_warmup"] else "run"
                 label = (
                     f"P={row['prompt_tokens']} N={row['new_tokens']} B={row['batch']}"
                     + (
                         f" C={row['concurrency']}"
-                        if row.get("concurrency", 1) > 1
+                        if (row.get("concurrency") or 1) > 1
                         else ""
                     )
                 )
-                progress.update(task, advance=1, description=f"{label} {kind}")
+                # API settings give one row per concurrent request: each is
+                # that fraction of one run of the progress bar.
+                share = 1 / max(row.get("concurrency") or 1, 1)
+                progress.update(task, advance=share, description=f"{label} {kind}")
                 if not console.is_terminal:  # logs get one line per sample
                     decode, ttft = row["decode_tps"], row["ttft_s"]
                     figures = (
@@ -324,8 +329,14 @@ def run_bench(
                         else f"TTFT {ttft * 1e3:.1f} ms, decode "
                         + (f"{decode:.2f} tok/s" if decode else "–")
                     )
+                    key = (label, kind, row["repeat"])
+                    seen[key] = seen.get(key, 0) + 1
+                    concurrent = row.get("concurrency") or 1
+                    request = (
+                        f" request {seen[key]}/{concurrent}" if concurrent > 1 else ""
+                    )
                     console.print(
-                        f"{label} {kind} {row['repeat'] + 1}: {figures}",
+                        f"{label} {kind} {row['repeat'] + 1}{request}: {figures}",
                         highlight=False,
                     )
 
