@@ -21,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from llmarch import __version__
+from llmarch import __version__, memory
 from llmarch.backends.base import Backend
 from llmarch.bench import BenchSettings, parse_int_list, run_settings
 from llmarch.errors import ConfigError, LlmarchError, ModelError
@@ -146,7 +146,16 @@ def choose_backend(request: Any) -> str:
     if request.base_url:
         return "openai"
     try:
-        resolve(request.model)
+        ref = resolve(request.model)
+        entry = load_catalog().get(request.model or "")
+        api_id = entry.api_ids.get("gemini") if entry else None
+        if api_id and gemini_key() is not None and not _fits_locally(ref, request):
+            log.warning(
+                "%s does not fit in memory here; using the Gemini API (%s)",
+                request.model,
+                api_id,
+            )
+            return "gemini"
         return "transformers"
     except ModelError as exc:
         entry = load_catalog().get(request.model or "")
@@ -160,6 +169,18 @@ def choose_backend(request: Any) -> str:
             f"and pass its folder, or set {' or '.join(KEY_ENVS)} to measure it "
             f"through the Gemini API ({api_id})."
         ) from exc
+
+
+def _fits_locally(ref: ModelRef, request: Any) -> bool:
+    """Whether the local weights fit in free memory (as the bench's own check)."""
+    from llmarch.backends.transformers_backend import TransformersBackend
+
+    try:
+        backend = TransformersBackend(ref, device=request.device, dtype=request.dtype)
+        needed = backend.estimate_bytes()
+        return needed is None or needed <= memory.available_bytes(backend.device)
+    except LlmarchError:
+        return True  # let the local run say what is wrong
 
 
 def _gemini_backend(request: Any) -> tuple[ModelRef, Any]:

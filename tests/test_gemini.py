@@ -132,3 +132,33 @@ def test_auto_with_a_key_uses_gemini(key, monkeypatch):
     assert choose_backend(request) == "transformers"
     request.base_url = "http://127.0.0.1:1/v1"
     assert choose_backend(request) == "openai"
+
+
+def test_auto_prefers_the_api_when_local_weights_do_not_fit(
+    key, monkeypatch, tiny_llama
+):
+    from llmarch import catalog, memory
+    from llmarch.runner import BenchRequest, choose_backend
+
+    # a catalog model whose weights are "present" locally (a folder in the
+    # Hugging Face cache) and that has an API id
+    entry = catalog.load_catalog()["gemma-4-12b"]
+    monkeypatch.setattr("llmarch.models.hub_cache_folder", lambda repo: tiny_llama)
+    request = BenchRequest(
+        model="gemma-4-12b",
+        prompt_tokens="8",
+        new_tokens="2",
+        batch="1",
+        repeat=1,
+        warmup=0,
+        device="cpu",
+        dtype="float32",
+        force=False,
+        db=None,
+        out_dir=None,
+        backend="auto",
+    )
+    assert entry.api_ids["gemini"] == "gemma-4-12b-it"
+    assert choose_backend(request) == "transformers"  # present and fits
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1)
+    assert choose_backend(request) == "gemini"  # present but does not fit
