@@ -110,41 +110,10 @@ def test_auto_without_weights_or_key_names_both(monkeypatch, tmp_path):
     assert "GEMINI_API_KEY" in result.output and "gemma-4-12b-it" in result.output
 
 
-def test_auto_with_a_key_uses_gemini(key, monkeypatch):
-    from llmarch.runner import BenchRequest, choose_backend
+def _auto_request():
+    from llmarch.runner import BenchRequest
 
-    request = BenchRequest(
-        model="gemma-4-12b",
-        prompt_tokens="8",
-        new_tokens="2",
-        batch="1",
-        repeat=1,
-        warmup=0,
-        device="cpu",
-        dtype="auto",
-        force=False,
-        db=None,
-        out_dir=None,
-        backend="auto",
-    )
-    assert choose_backend(request) == "gemini"
-    request.model = "gemma-3-270m"
-    assert choose_backend(request) == "transformers"
-    request.base_url = "http://127.0.0.1:1/v1"
-    assert choose_backend(request) == "openai"
-
-
-def test_auto_prefers_the_api_when_local_weights_do_not_fit(
-    key, monkeypatch, tiny_llama
-):
-    from llmarch import catalog, memory
-    from llmarch.runner import BenchRequest, choose_backend
-
-    # a catalog model whose weights are "present" locally (a folder in the
-    # Hugging Face cache) and that has an API id
-    entry = catalog.load_catalog()["gemma-4-12b"]
-    monkeypatch.setattr("llmarch.models.hub_cache_folder", lambda repo: tiny_llama)
-    request = BenchRequest(
+    return BenchRequest(
         model="gemma-4-12b",
         prompt_tokens="8",
         new_tokens="2",
@@ -158,6 +127,30 @@ def test_auto_prefers_the_api_when_local_weights_do_not_fit(
         out_dir=None,
         backend="auto",
     )
+
+
+def test_auto_with_a_key_uses_gemini(key, monkeypatch):
+    from llmarch.runner import choose_backend
+
+    request = _auto_request()
+    assert choose_backend(request) == "gemini"
+    request.model = "gemma-3-270m"
+    assert choose_backend(request) == "transformers"
+    request.base_url = "http://127.0.0.1:1/v1"
+    assert choose_backend(request) == "openai"
+
+
+def test_auto_prefers_the_api_when_local_weights_do_not_fit(
+    key, monkeypatch, tiny_llama
+):
+    from llmarch import catalog, memory
+    from llmarch.runner import choose_backend
+
+    # a catalog model whose weights are "present" locally (a folder in the
+    # Hugging Face cache) and that has an API id
+    entry = catalog.load_catalog()["gemma-4-12b"]
+    monkeypatch.setattr("llmarch.models.hub_cache_folder", lambda repo: tiny_llama)
+    request = _auto_request()
     assert entry.api_ids["gemini"] == "gemma-4-12b-it"
     assert choose_backend(request) == "transformers"  # present and fits
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1)
