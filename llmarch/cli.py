@@ -46,6 +46,44 @@ TimeoutS = Annotated[
 ]
 
 
+# Options shared by the commands that score quality.
+Tasks = Annotated[
+    str | None,
+    typer.Option(
+        help="Quality tasks, comma-separated (e.g. arc-easy,piqa; 'llmarch tasks' "
+        "lists them), or task YAML files."
+    ),
+]
+Limit = Annotated[
+    int | None,
+    typer.Option(help="Items per task, drawn with --seed (default: all)."),
+]
+Shots = Annotated[int, typer.Option(help="Few-shot examples per item.")]
+Seed = Annotated[
+    int, typer.Option(help="Seed for the --limit subset and few-shot draws.")
+]
+EvalBatch = Annotated[
+    int, typer.Option(help="Requests scored at once (scores do not depend on it).")
+]
+MaxLength = Annotated[
+    int | None,
+    typer.Option(
+        help="Token window for scoring (default: the model's context, at most 4096)."
+    ),
+]
+MaxNewTokens = Annotated[
+    int | None,
+    typer.Option(help="Generation tasks: tokens to generate (default: the task's)."),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        help="Continue the latest unfinished run with the same settings, "
+        "skipping scored items."
+    ),
+]
+
+
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -138,10 +176,28 @@ def bench(
     endpoint: Endpoint = "completions",
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
     timeout_s: TimeoutS = 120.0,
+    tasks: Tasks = None,
+    limit: Limit = None,
+    shots: Shots = 0,
+    seed: Seed = 1234,
+    eval_batch: EvalBatch = 8,
+    max_length: MaxLength = None,
+    max_new_tokens: MaxNewTokens = None,
+    resume: Resume = True,
 ) -> None:
-    """Measure latency, throughput and memory of a model, locally or through an API."""
-    from llmarch.runner import BenchRequest, run_bench
+    """Measure latency, throughput and memory of a model, locally or through an API.
 
+    With --tasks, quality is scored in the same run and reported beside speed.
+    """
+    from llmarch.runner import BenchRequest
+
+    try:
+        quality = _quality_settings(
+            tasks, limit, shots, seed, eval_batch, max_length, max_new_tokens
+        )
+    except LlmarchError as exc:
+        _fail(str(exc))
+        return
     request = BenchRequest(
         model=model,
         prompt_tokens=prompt_tokens,
@@ -160,7 +216,39 @@ def bench(
         endpoint=endpoint,
         api_key_env=api_key_env,
         timeout_s=timeout_s,
+        quality=quality,
+        resume=resume,
     )
+    _run_and_print(request, as_json)
+
+
+def _quality_settings(
+    tasks: str | None,
+    limit: int | None,
+    shots: int,
+    seed: int,
+    eval_batch: int,
+    max_length: int | None,
+    max_new_tokens: int | None,
+) -> Any:
+    from llmarch.quality.evaluate import EvalSettings
+
+    if tasks is None:
+        return None
+    return EvalSettings.parse(
+        tasks,
+        limit=limit,
+        shots=shots,
+        seed=seed,
+        batch_size=eval_batch,
+        max_length=max_length,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def _run_and_print(request: Any, as_json: bool) -> None:
+    from llmarch.runner import run_bench
+
     try:
         outcome = run_bench(request, console=err)
     except LlmarchError as exc:
@@ -170,7 +258,10 @@ def bench(
     if as_json:
         out.print_json(json.dumps(outcome.document, default=str))
     else:
-        _print_summary(outcome.document)
+        if outcome.document["samples"]:
+            _print_summary(outcome.document)
+        if outcome.document.get("quality"):
+            _print_quality(outcome.document)
     failed = [x for x in outcome.document["samples"] if x.get("error")]
     if failed:
         reasons = ", ".join(sorted({x["error"] for x in failed}))
@@ -184,7 +275,12 @@ def bench(
         err.print(f"{kind}: {path}", highlight=False)
     err.print(f"database: {request.db} (run {outcome.run_id})", highlight=False)
     if outcome.status == "interrupted":
-        err.print("[yellow]interrupted:[/] the samples measured so far are kept.")
+        err.print(
+            "[yellow]interrupted:[/] what was measured so far is kept; run the same "
+            "command again to resume scoring."
+            if request.quality is not None
+            else "[yellow]interrupted:[/] the samples measured so far are kept."
+        )
         raise typer.Exit(130)
     if outcome.status == "failed":
         _fail(f"the run failed: {outcome.error}; the samples measured so far are kept.")
@@ -209,6 +305,150 @@ def _print_summary(document: dict[str, Any]) -> None:
     for cells in body:
         table.add_row(*cells)
     out.print(table)
+
+
+def _print_quality(document: dict[str, Any]) -> None:
+    from llmarch.report import quality_table
+
+    run = document["run"]
+    q = (run.get("settings") or {}).get("quality") or {}
+    headers, body = quality_table(document["quality"])
+    table = Table(
+        title=f"quality · {run['model']} · {run['backend']} · "
+        f"{q.get('shots', 0)}-shot · limit {q.get('limit') or 'all'} · "
+        f"seed {q.get('seed')}",
+        caption="std. error = sample standard deviation / √items; ties: items "
+        "whose best choices were within 1e-4 nats (scored 1/k)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0, 0, 1),
+    )
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < 2 else "right", overflow="fold")
+    for cells in body:
+        table.add_row(*cells)
+    out.print(table)
+
+
+@app.command(name="eval")
+def eval_(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="Catalog id, local model folder or .gguf file. Default: gemma-3-270m."
+        ),
+    ] = None,
+    tasks: Tasks = "arc-easy",
+    limit: Limit = None,
+    shots: Shots = 0,
+    seed: Seed = 1234,
+    eval_batch: EvalBatch = 8,
+    max_length: MaxLength = None,
+    max_new_tokens: MaxNewTokens = None,
+    resume: Resume = True,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto, float32, bfloat16 or float16.")
+    ] = "auto",
+    force: Annotated[
+        bool, typer.Option(help="Load even when the model seems too big for memory.")
+    ] = False,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            help="Results database (default: $LLMARCH_DB or results/llmarch.sqlite)."
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the reports (default: results/)."),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON document to stdout instead of a table."
+        ),
+    ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="auto (local weights, else an API), transformers, openai or gemini."
+        ),
+    ] = "auto",
+    base_url: BaseUrl = None,
+    served_model: ServedModel = None,
+    endpoint: Endpoint = "completions",
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    timeout_s: TimeoutS = 120.0,
+) -> None:
+    """Score quality alone: accuracy on benchmark tasks, with per-item records."""
+    from llmarch.runner import BenchRequest
+
+    try:
+        quality = _quality_settings(
+            tasks, limit, shots, seed, eval_batch, max_length, max_new_tokens
+        )
+    except LlmarchError as exc:
+        _fail(str(exc))
+        return
+    request = BenchRequest(
+        model=model,
+        prompt_tokens="1",
+        new_tokens="1",
+        batch="1",
+        repeat=1,
+        warmup=0,
+        device=device,
+        dtype=dtype,
+        force=force,
+        db=db or paths.db_path(),
+        out_dir=out_dir or paths.results_dir(),
+        backend=backend,
+        base_url=base_url,
+        served_model=served_model,
+        endpoint=endpoint,
+        api_key_env=api_key_env,
+        timeout_s=timeout_s,
+        quality=quality,
+        speed=False,
+        resume=resume,
+    )
+    _run_and_print(request, as_json)
+
+
+@app.command(name="tasks")
+def tasks_(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+) -> None:
+    """List the built-in quality tasks and the MMLU subjects."""
+    from llmarch.quality.tasks import builtin_names, mmlu_subjects
+
+    names = builtin_names()
+    try:
+        subjects = mmlu_subjects()
+    except LlmarchError:
+        subjects = []
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {"tasks": dict(names), "mmlu_subjects": [f"mmlu-{s}" for s in subjects]}
+            )
+        )
+        return
+    table = Table(title="built-in quality tasks", box=box.SIMPLE_HEAD)
+    table.add_column("task", no_wrap=True)
+    table.add_column("data and scoring")
+    for name, about in names:
+        table.add_row(name, about)
+    out.print(table)
+    if subjects:
+        out.print("MMLU subjects: " + ", ".join(f"mmlu-{s}" for s in subjects))
+    out.print(
+        "Your own task: a YAML file (see the README, 'Quality tasks'), passed in "
+        "--tasks like a name."
+    )
 
 
 def _billions(n: int | None) -> str:

@@ -177,7 +177,11 @@ def _md_table(headers: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+def markdown_report(
+    run: dict[str, Any],
+    rows: list[dict[str, Any]],
+    quality: list[dict[str, Any]] | None = None,
+) -> str:
     """A Markdown page: run facts, headline table, full statistics."""
     meta = run.get("metadata") or {}
     machine = meta.get("machine") or {}
@@ -205,9 +209,21 @@ def markdown_report(run: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     ]
     parts = [f"# llmarch bench: {run['model']}", ""]
     parts += [f"- **{k}**: {v}" for k, v in facts]
-    parts += ["", "## Summary (medians over repeats; warm-up runs excluded)", ""]
-    parts.append(_md_table(*headline_table(rows)))
+    if rows:
+        parts += ["", "## Summary (medians over repeats; warm-up runs excluded)", ""]
+        parts.append(_md_table(*headline_table(rows)))
+    if quality:
+        q = (run.get("settings") or {}).get("quality") or {}
+        parts += [
+            "",
+            f"## Quality (limit {q.get('limit') or 'all'}, {q.get('shots', 0)}-shot, "
+            f"seed {q.get('seed')})",
+            "",
+            _md_table(*quality_table(quality)),
+        ]
     for metric, (title, scale, shown) in SECTION_UNITS.items():
+        if not rows:
+            break
         headers = ["prompt tokens", "new tokens", "batch", "concurrency", "runs"] + [
             f"{stat} ({shown})" for stat in STAT_NAMES
         ]
@@ -240,14 +256,124 @@ def json_document(
     return {"run": run, "summary": rows, "samples": clean_samples}
 
 
+METRIC_LABELS = {
+    # metric: (label with unit, scale of the shown value, digits)
+    "acc": ("accuracy (%)", 100.0, 1),
+    "acc_norm": ("accuracy, length-normalised (%)", 100.0, 1),
+    "exact_match": ("exact match (%)", 100.0, 1),
+    "perplexity": ("perplexity of the target word", 1.0, 2),
+    "bits_per_byte": ("bits per byte", 1.0, 4),
+    "byte_perplexity": ("byte perplexity", 1.0, 4),
+    "word_perplexity": ("word perplexity", 1.0, 2),
+    "token_perplexity": ("token perplexity", 1.0, 2),
+}
+QUALITY_HEADERS = [
+    "task",
+    "metric",
+    "value",
+    "± std. error",
+    "items",
+    "failed",
+    "ties",
+    "time (s)",
+]
+
+
+def quality_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """One line per task and metric; percentages for accuracies."""
+    body = []
+    for row in rows:
+        for metric, fig in row["metrics"].items():
+            label, scale, digits = METRIC_LABELS.get(metric, (metric, 1.0, 4))
+            ties = row.get("ties_norm") if metric == "acc_norm" else row.get("ties")
+            body.append(
+                [
+                    row["task"],
+                    label,
+                    _fmt(fig["value"], scale, digits),
+                    _fmt(fig["stderr"], scale, digits),
+                    str(row["items"]),
+                    str(row["failed"]),
+                    str(ties or 0) if metric in ("acc", "acc_norm") else "–",
+                    _fmt(row["seconds"], 1, 1),
+                ]
+            )
+    return QUALITY_HEADERS, body
+
+
+def quality_frame(run: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long form: one row per task and metric, values as stored (fractions)."""
+    settings = (run.get("settings") or {}).get("quality") or {}
+    records = [
+        {
+            "run_id": run["run_id"],
+            "model": run["model"],
+            "backend": run["backend"],
+            "device": run["device"],
+            "dtype": run["dtype"],
+            "task": row["task"],
+            "kind": row["kind"],
+            "metric": metric,
+            "value": fig["value"],
+            "stderr": fig["stderr"],
+            "items": row["items"],
+            "failed": row["failed"],
+            "ties": row.get("ties_norm") if metric == "acc_norm" else row.get("ties"),
+            "seconds": row["seconds"],
+            "limit": settings.get("limit"),
+            "shots": settings.get("shots"),
+            "seed": settings.get("seed"),
+        }
+        for row in rows
+        for metric, fig in row["metrics"].items()
+    ]
+    return pd.DataFrame(records)
+
+
+def quality_columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wide columns for the speed summary: ``quality_<task>_<metric>[_stderr]``."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        for metric, fig in row["metrics"].items():
+            out[f"quality_{row['task']}_{metric}"] = fig["value"]
+            out[f"quality_{row['task']}_{metric}_stderr"] = fig["stderr"]
+    return out
+
+
 def write_reports(
-    run: dict[str, Any], samples: list[dict[str, Any]], out_dir: Path
+    run: dict[str, Any],
+    samples: list[dict[str, Any]],
+    out_dir: Path,
+    *,
+    quality: list[dict[str, Any]] | None = None,
+    items: list[dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Write ``<run_id>.csv`` and ``<run_id>.md`` under ``out_dir``."""
+    """Write ``<run_id>.csv`` and ``<run_id>.md`` under ``out_dir``.
+
+    With quality results, also ``<run_id>-quality.csv`` (one row per task and
+    metric) and ``<run_id>-items.jsonl`` (every scored item); the speed CSV
+    gains the quality figures as columns, so one table holds both.
+    """
     rows = summarize_samples(samples)
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / f"{run['run_id']}.csv"
+    paths: dict[str, Path] = {}
+    if rows or not quality:
+        csv_path = out_dir / f"{run['run_id']}.csv"
+        frame = summary_frame(run, rows)
+        for column, value in quality_columns(quality or []).items():
+            frame[column] = value
+        frame.to_csv(csv_path, index=False)
+        paths["csv"] = csv_path
+    if quality:
+        q_path = out_dir / f"{run['run_id']}-quality.csv"
+        quality_frame(run, quality).to_csv(q_path, index=False)
+        paths["quality csv"] = q_path
+        i_path = out_dir / f"{run['run_id']}-items.jsonl"
+        with i_path.open("w", encoding="utf-8") as f:
+            for item in items or []:
+                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+        paths["items"] = i_path
     md_path = out_dir / f"{run['run_id']}.md"
-    summary_frame(run, rows).to_csv(csv_path, index=False)
-    md_path.write_text(markdown_report(run, rows), encoding="utf-8")
-    return {"csv": csv_path, "markdown": md_path}
+    md_path.write_text(markdown_report(run, rows, quality or []), encoding="utf-8")
+    paths["markdown"] = md_path
+    return paths

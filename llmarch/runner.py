@@ -26,8 +26,15 @@ from llmarch.backends.base import Backend
 from llmarch.bench import BenchSettings, parse_int_list, run_settings
 from llmarch.errors import ConfigError, LlmarchError, ModelError
 from llmarch.models import ModelRef, ensure_converted, resolve
+from llmarch.quality.evaluate import (
+    EvalSettings,
+    check_backend,
+    load_tasks,
+    run_tasks,
+    summaries,
+)
 from llmarch.report import json_document, summarize_samples, write_reports
-from llmarch.store import ResultStore
+from llmarch.store import ResultStore, now_iso
 from llmarch.sysinfo import library_versions, machine_info
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,9 @@ class BenchRequest:
     endpoint: str = "completions"
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 120.0
+    quality: EvalSettings | None = None  # --tasks: quality in the same run
+    speed: bool = True  # False for ``llmarch eval``: quality alone
+    resume: bool = True  # continue an unfinished run with the same settings
 
     def settings(self) -> BenchSettings:
         return BenchSettings(
@@ -72,6 +82,7 @@ class BenchOutcome:
     document: dict[str, Any]
     reports: dict[str, Path] = field(default_factory=dict)
     error: str | None = None
+    resumed: bool = False
 
 
 @contextmanager
@@ -112,14 +123,21 @@ BackendFactory = Callable[[ModelRef, BenchRequest], Backend]
 def transformers_factory(ref: ModelRef, request: BenchRequest) -> Backend:
     from llmarch.backends.transformers_backend import TransformersBackend
 
-    settings = request.settings()
+    if request.speed:
+        settings = request.settings()
+        tokens, batch = settings.max_context(), max(settings.batch)
+    else:
+        tokens, batch = 0, 1
+    if request.quality is not None:  # scoring holds a batch of requests at once
+        tokens = max(tokens, request.quality.max_length or 2048)
+        batch = max(batch, request.quality.batch_size)
     return TransformersBackend(
         ref,
         device=request.device,
         dtype=request.dtype,
         force=request.force,
-        max_tokens=settings.max_context(),
-        max_batch=max(settings.batch),
+        max_tokens=tokens,
+        max_batch=batch,
     )
 
 
@@ -258,15 +276,67 @@ def _openai_backend(request: Any) -> tuple[ModelRef, Any]:
     return ref, backend
 
 
+def _start_or_resume(
+    store: ResultStore,
+    ref: ModelRef,
+    backend: Backend,
+    stored_settings: dict[str, Any],
+    *,
+    resume: bool,
+    console: Console,
+) -> tuple[str, bool]:
+    """A new run, or the latest unfinished one with the same settings."""
+    identity = {
+        "model": ref.name,
+        "backend": backend.NAME,
+        "model_source": ref.source,
+        "device": backend.device,
+        "dtype": backend.dtype,
+    }
+    found = (
+        store.resumable(**identity, settings=stored_settings)
+        if resume and "quality" in stored_settings
+        else None
+    )
+    if found is not None:
+        run_id = found["run_id"]
+        meta = found.get("metadata") or {}
+        meta.setdefault("resumed_at", []).append(now_iso())
+        store.update_run(run_id, status="running", metadata_json=meta)
+        console.print(
+            f"resuming run {run_id} (status {found['status']}): scored items are "
+            "kept; pass --no-resume to start afresh",
+            highlight=False,
+        )
+        return run_id, True
+    run_id = store.start_run(
+        **identity,
+        llmarch_version=__version__,
+        settings=stored_settings,
+        metadata={
+            "machine": machine_info(),
+            "versions": library_versions(),
+            "model": backend.describe(),
+            "spec": ref.spec,
+        },
+    )
+    return run_id, False
+
+
 def run_bench(
     request: BenchRequest,
     *,
     console: Console,
     backend_factory: BackendFactory | None = None,
 ) -> BenchOutcome:
-    """Run a bench; LlmarchError for bad input, otherwise an outcome with status."""
-    settings = request.settings()
+    """Run a bench (speed, and quality with --tasks; or quality alone).
+
+    LlmarchError for bad input; otherwise an outcome with its status.
+    """
+    settings = request.settings() if request.speed else None
+    quality = request.quality
     _check_writable(request.out_dir, "--out-dir")
+    tasks = load_tasks(quality) if quality is not None else []
     kind = choose_backend(request)
     if kind == "openai":
         ref, backend = _openai_backend(request)
@@ -275,6 +345,7 @@ def run_bench(
     else:
         ref = resolve(request.model)
         backend = (backend_factory or transformers_factory)(ref, request)
+    check_backend(backend, tasks)
     store = ResultStore(request.db)
 
     loading = f"Loading {ref.name} ({backend.device}, {backend.dtype})" + (
@@ -285,20 +356,11 @@ def run_bench(
     with console.status(loading):
         load = backend.load()
 
-    run_id = store.start_run(
-        model=ref.name,
-        backend=backend.NAME,
-        model_source=ref.source,
-        device=backend.device,
-        dtype=backend.dtype,
-        llmarch_version=__version__,
-        settings=settings.as_dict(),
-        metadata={
-            "machine": machine_info(),
-            "versions": library_versions(),
-            "model": backend.describe(),
-            "spec": ref.spec,
-        },
+    stored_settings: dict[str, Any] = settings.as_dict() if settings else {}
+    if quality is not None:
+        stored_settings["quality"] = quality.key()
+    run_id, resumed = _start_or_resume(
+        store, ref, backend, stored_settings, resume=request.resume, console=console
     )
     store.update_run(
         run_id,
@@ -323,46 +385,16 @@ def run_bench(
         transient=True,
     )
     try:
-        with progress:
-            task = progress.add_task("measuring", total=settings.total_runs())
-
-            seen: dict[tuple[str, str, int], int] = {}
-
-            def advance(row: dict[str, Any]) -> None:
-                kind = "warm-up" if row["is_warmup"] else "run"
-                label = (
-                    f"P={row['prompt_tokens']} N={row['new_tokens']} B={row['batch']}"
-                    + (
-                        f" C={row['concurrency']}"
-                        if (row.get("concurrency") or 1) > 1
-                        else ""
-                    )
+        with progress, _sigterm_as_interrupt():
+            if settings is not None:
+                _measure_speed(
+                    backend, settings, store, run_id, progress, console, resumed
                 )
-                # API settings give one row per concurrent request: each is
-                # that fraction of one run of the progress bar.
-                share = 1 / max(row.get("concurrency") or 1, 1)
-                progress.update(task, advance=share, description=f"{label} {kind}")
-                if not console.is_terminal:  # logs get one line per sample
-                    decode, ttft = row["decode_tps"], row["ttft_s"]
-                    figures = (
-                        f"failed: {row['error']}"
-                        if row.get("error")
-                        else f"TTFT {ttft * 1e3:.1f} ms, decode "
-                        + (f"{decode:.2f} tok/s" if decode else "–")
-                    )
-                    key = (label, kind, row["repeat"])
-                    seen[key] = seen.get(key, 0) + 1
-                    concurrent = row.get("concurrency") or 1
-                    request = (
-                        f" request {seen[key]}/{concurrent}" if concurrent > 1 else ""
-                    )
-                    console.print(
-                        f"{label} {kind} {row['repeat'] + 1}{request}: {figures}",
-                        highlight=False,
-                    )
-
-            with _sigterm_as_interrupt():
-                run_settings(backend, settings, store, run_id, on_sample=advance)
+            if tasks:
+                assert quality is not None
+                _measure_quality(
+                    backend, tasks, quality, store, run_id, progress, console
+                )
     except KeyboardInterrupt:
         status = "interrupted"
     except LlmarchError:
@@ -382,10 +414,95 @@ def run_bench(
     run = store.run(run_id)
     assert run is not None
     samples = store.samples(run_id, include_warmup=True)
-    reports = write_reports(run, samples, request.out_dir)
+    quality_rows = summaries(store, run_id)
+    items = store.items(run_id) if quality_rows else []
+    reports = write_reports(
+        run, samples, request.out_dir, quality=quality_rows, items=items
+    )
     document = json_document(run, summarize_samples(samples), samples)
+    if quality is not None:
+        document["quality"] = quality_rows
     store.close()
-    return BenchOutcome(run_id, status, document, reports, error)
+    return BenchOutcome(run_id, status, document, reports, error, resumed)
+
+
+def _measure_speed(
+    backend: Backend,
+    settings: BenchSettings,
+    store: ResultStore,
+    run_id: str,
+    progress: Progress,
+    console: Console,
+    resumed: bool,
+) -> None:
+    """The speed grid. A resumed run redoes an unfinished sweep from scratch,
+    so that timings from two sessions are never mixed in one setting."""
+    run = store.run(run_id) or {}
+    meta = run.get("metadata") or {}
+    if meta.get("speed_done"):
+        return
+    if resumed:
+        store.delete_samples(run_id)
+    task = progress.add_task("measuring", total=settings.total_runs())
+
+    seen: dict[tuple[str, str, int], int] = {}
+
+    def advance(row: dict[str, Any]) -> None:
+        kind = "warm-up" if row["is_warmup"] else "run"
+        label = f"P={row['prompt_tokens']} N={row['new_tokens']} B={row['batch']}" + (
+            f" C={row['concurrency']}" if (row.get("concurrency") or 1) > 1 else ""
+        )
+        # API settings give one row per concurrent request: each is
+        # that fraction of one run of the progress bar.
+        share = 1 / max(row.get("concurrency") or 1, 1)
+        progress.update(task, advance=share, description=f"{label} {kind}")
+        if not console.is_terminal:  # logs get one line per sample
+            decode, ttft = row["decode_tps"], row["ttft_s"]
+            figures = (
+                f"failed: {row['error']}"
+                if row.get("error")
+                else f"TTFT {ttft * 1e3:.1f} ms, decode "
+                + (f"{decode:.2f} tok/s" if decode else "–")
+            )
+            key = (label, kind, row["repeat"])
+            seen[key] = seen.get(key, 0) + 1
+            concurrent = row.get("concurrency") or 1
+            request = f" request {seen[key]}/{concurrent}" if concurrent > 1 else ""
+            console.print(
+                f"{label} {kind} {row['repeat'] + 1}{request}: {figures}",
+                highlight=False,
+            )
+
+    run_settings(backend, settings, store, run_id, on_sample=advance)
+    progress.remove_task(task)
+    meta["speed_done"] = True
+    store.update_run(run_id, metadata_json=meta)
+
+
+def _measure_quality(
+    backend: Backend,
+    tasks: list[Any],
+    quality: EvalSettings,
+    store: ResultStore,
+    run_id: str,
+    progress: Progress,
+    console: Console,
+) -> None:
+    bars: dict[str, Any] = {}
+    done: dict[str, int] = {}
+
+    def advance(name: str, n: int, total: int) -> None:
+        first = name not in bars
+        if first:
+            bars[name] = progress.add_task(name, total=total, completed=n)
+        else:
+            progress.update(bars[name], advance=n)
+        done[name] = done.get(name, 0) + n
+        if not console.is_terminal and (n or first):  # logs: one line per chunk
+            note = " already scored" if first and n else ""
+            console.print(f"{name}: {done[name]}/{total} items{note}", highlight=False)
+
+    run_tasks(backend, tasks, quality, store, run_id, on_progress=advance)
 
 
 @dataclass

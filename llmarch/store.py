@@ -62,6 +62,28 @@ CREATE TABLE IF NOT EXISTS samples (
     text TEXT
 );
 CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id);
+CREATE TABLE IF NOT EXISTS quality_items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    prompt TEXT,
+    choices_json TEXT,
+    gold_json TEXT,
+    prediction_json TEXT,
+    credit REAL,
+    tied INTEGER,
+    prediction_norm_json TEXT,
+    credit_norm REAL,
+    tied_norm INTEGER,
+    scores_json TEXT,
+    error TEXT,
+    seconds REAL,
+    UNIQUE (run_id, task, item_id)
+);
+CREATE INDEX IF NOT EXISTS quality_items_run ON quality_items(run_id, task);
 """
 
 _ADDED_SAMPLE_COLUMNS = {
@@ -217,6 +239,100 @@ class ResultStore:
                 (run_id, now_iso(), *row.values(), json.dumps(relative)),
             )
         return row
+
+    def add_items(
+        self,
+        run_id: str,
+        task: str,
+        kind: str,
+        records: list[dict[str, Any]],
+        *,
+        seconds: float | None = None,
+    ) -> None:
+        """Commit the records of scored quality items (one transaction)."""
+        rows = [
+            (
+                run_id,
+                task,
+                kind,
+                str(r["item_id"]),
+                now_iso(),
+                r.get("prompt"),
+                json.dumps(r.get("choices")),
+                json.dumps(r.get("gold")),
+                json.dumps(r.get("prediction")),
+                r.get("credit"),
+                None if r.get("tied") is None else int(r["tied"]),
+                json.dumps(r.get("prediction_norm")),
+                r.get("credit_norm"),
+                None if r.get("tied_norm") is None else int(r["tied_norm"]),
+                json.dumps(r.get("scores")),
+                r.get("error"),
+                seconds,
+            )
+            for r in records
+        ]
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO quality_items (run_id, task, kind, item_id, "
+                "recorded_at, prompt, choices_json, gold_json, prediction_json, "
+                "credit, tied, prediction_norm_json, credit_norm, tied_norm, "
+                "scores_json, error, seconds) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def item_ids(self, run_id: str, task: str) -> set[str]:
+        cur = self.conn.execute(
+            "SELECT item_id FROM quality_items WHERE run_id = ? AND task = ?",
+            (run_id, task),
+        )
+        return {r[0] for r in cur}
+
+    def item_tasks(self, run_id: str) -> list[tuple[str, str]]:
+        """(task, kind) of the run's items, in the order first scored."""
+        cur = self.conn.execute(
+            "SELECT task, kind, MIN(id) AS first FROM quality_items WHERE run_id = ? "
+            "GROUP BY task, kind ORDER BY first",
+            (run_id,),
+        )
+        return [(r["task"], r["kind"]) for r in cur]
+
+    def items(self, run_id: str, task: str | None = None) -> list[dict[str, Any]]:
+        """Stored item records, JSON columns decoded (``choices``, ``scores``...)."""
+        sql = "SELECT * FROM quality_items WHERE run_id = ?"
+        args: tuple[Any, ...] = (run_id,)
+        if task is not None:
+            sql += " AND task = ?"
+            args += (task,)
+        out = []
+        for row in self.conn.execute(sql + " ORDER BY id", args):
+            item = dict(row)
+            item.pop("id")
+            for key in list(item):
+                if key.endswith("_json"):
+                    item[key[:-5]] = json.loads(item.pop(key) or "null")
+            out.append(item)
+        return out
+
+    def delete_samples(self, run_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM samples WHERE run_id = ?", (run_id,))
+
+    def resumable(self, **identity: Any) -> dict[str, Any] | None:
+        """The latest unfinished run with exactly these columns and settings."""
+        settings = json.dumps(identity.pop("settings"), sort_keys=True)
+        where = " AND ".join(f"{k} IS ?" for k in identity)
+        cur = self.conn.execute(
+            "SELECT run_id, settings_json FROM runs WHERE status != 'completed' "
+            f"AND {where} ORDER BY started_at DESC, run_id DESC",
+            tuple(identity.values()),
+        )
+        for row in cur.fetchall():
+            stored = json.loads(row["settings_json"] or "{}")
+            if json.dumps(stored, sort_keys=True) == settings:
+                return self.run(row["run_id"])
+        return None
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         cur = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from llmarch.errors import BackendError
 from llmarch.metrics import TokenTimings, timings_from_token_times
 
 
@@ -71,6 +73,9 @@ class Backend(ABC):
     """
 
     NAME: ClassVar[str]
+    # Kinds of quality scoring the backend can do: "loglikelihood" (multiple
+    # choice, LAMBADA, perplexity) and "generate" (answers to extract).
+    QUALITY: ClassVar[frozenset[str]] = frozenset()
     device: str
     dtype: str
 
@@ -87,6 +92,42 @@ class Backend(ABC):
         Local backends return one sample for the whole batch; API backends send
         ``batch`` concurrent requests and return one sample per request.
         """
+
+    def loglikelihood(
+        self,
+        requests: Sequence[tuple[str, str]],
+        *,
+        batch_size: int,
+        max_length: int | None = None,
+    ) -> list[Any]:
+        """Score (context, continuation) pairs: TokenScore, or ItemError per pair."""
+        raise self.cannot("loglikelihood")
+
+    def loglikelihood_rolling(
+        self, texts: Sequence[str], *, batch_size: int, max_length: int | None = None
+    ) -> list[Any]:
+        """Summed log-likelihood of every token of each text (TokenScore each)."""
+        raise self.cannot("loglikelihood")
+
+    def generate_text(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        batch_size: int,
+        max_length: int | None = None,
+    ) -> list[str]:
+        """Greedy completions, cut at the first stop sequence."""
+        raise self.cannot("generate")
+
+    def cannot(self, kind: str) -> BackendError:
+        what = {
+            "loglikelihood": "log-likelihood scoring (multiple-choice, LAMBADA "
+            "and perplexity tasks)",
+            "generate": "generation tasks",
+        }[kind]
+        return BackendError(f"the {self.NAME} backend cannot do {what}")
 
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model for the run's metadata."""

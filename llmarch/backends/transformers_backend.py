@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers imports the hub
@@ -24,6 +25,13 @@ from llmarch.backends.base import Backend, GenerationSample, LoadInfo  # noqa: E
 from llmarch.errors import BackendError, ConfigError, ModelError, ResourceError  # noqa: E402
 from llmarch.models import ModelRef, ensure_converted, parameter_count  # noqa: E402
 from llmarch.prompts import prompt_token_ids  # noqa: E402
+from llmarch.quality.local import TokenScorer  # noqa: E402
+from llmarch.quality.scoring import (  # noqa: E402
+    Encoded,
+    HFTokenizer,
+    TokenScore,
+    cut_at_stop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,9 @@ DTYPES = {
 WORKING_MEMORY_BYTES = 512 * 2**20
 WEIGHT_OVERHEAD = 1.10
 GIB = 2**30
+# Log-likelihood batches hold their logits (rows x kept positions x vocab, in
+# float32) under this; longer requests go in smaller batches.
+LOGIT_BUDGET_BYTES = 1 * GIB
 
 
 def resolve_device(device: str) -> str:
@@ -97,10 +108,11 @@ class _TokenClock:
         pass
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(TokenScorer, Backend):
     """Runs a model folder (or a converted GGUF) through transformers."""
 
     NAME: ClassVar[str] = "transformers"
+    QUALITY: ClassVar[frozenset[str]] = frozenset({"loglikelihood", "generate"})
 
     def __init__(
         self,
@@ -122,6 +134,7 @@ class TransformersBackend(Backend):
         self.tokenizer: Any = None
         self.arch: arch.Architecture | None = None
         self._last_setting: tuple[int, int, int] | None = None
+        self._scoring_tok: HFTokenizer | None = None
 
     # -- loading -----------------------------------------------------------
 
@@ -339,6 +352,147 @@ class TransformersBackend(Backend):
         )
         del out, cache
         return sample
+
+    # -- quality scoring ----------------------------------------------------
+
+    def scoring_tokenizer(self) -> HFTokenizer:
+        if self._scoring_tok is None:
+            self._scoring_tok = HFTokenizer(self.tokenizer)
+        return self._scoring_tok
+
+    def context_limit(self) -> int | None:
+        text = self.model.config.get_text_config()
+        limit = getattr(text, "max_position_embeddings", None)
+        return int(limit) if limit else None
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else 0)
+
+    @torch.inference_mode()
+    def score_tokens(
+        self, requests: Sequence[Encoded], batch_size: int
+    ) -> list[TokenScore]:
+        """Log-probabilities of each continuation, in left-padded batches.
+
+        Left padding lines every row's continuation up at the end, so the
+        model computes logits only for the last positions (``logits_to_keep``).
+        Positions count from each row's first real token. Longest requests
+        go first; the order of results is the order of ``requests``.
+        """
+        if self.model is None:
+            raise BackendError("load() must run before scoring")
+        vocab = self.model.config.get_text_config().vocab_size
+        order = sorted(
+            range(len(requests)),
+            key=lambda i: -(len(requests[i].context) + len(requests[i].continuation)),
+        )
+        results: list[TokenScore | None] = [None] * len(requests)
+        start = 0
+        while start < len(order):
+            keep = len(requests[order[start]].continuation)
+            rows = 1
+            while (
+                rows < batch_size
+                and start + rows < len(order)
+                and (rows + 1)
+                * max(keep, len(requests[order[start + rows]].continuation))
+                * vocab
+                * 4
+                <= LOGIT_BUDGET_BYTES
+            ):
+                keep = max(keep, len(requests[order[start + rows]].continuation))
+                rows += 1
+            chunk = order[start : start + rows]
+            start += rows
+            for i, score in zip(
+                chunk, self._score_batch([requests[i] for i in chunk]), strict=True
+            ):
+                results[i] = score
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, batch: Sequence[Encoded]) -> list[TokenScore]:
+        seqs = [r.context + r.continuation[:-1] for r in batch]
+        width = max(len(s) for s in seqs)
+        keep = max(len(r.continuation) for r in batch)
+        pad = self._pad_id()
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for j, s in enumerate(seqs):
+            ids[j, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[j, width - len(s) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=False,
+            logits_to_keep=keep,
+        )
+        logits = out.logits
+        scores = []
+        for j, r in enumerate(batch):
+            n = len(r.continuation)
+            row = torch.log_softmax(logits[j, logits.shape[1] - n :].float(), dim=-1)
+            target = torch.tensor(r.continuation, device=row.device)
+            picked = row.gather(-1, target[:, None])[:, 0]
+            greedy = bool((row.argmax(-1) == target).all())
+            scores.append(TokenScore(float(picked.double().sum()), greedy, n))
+        return scores
+
+    @torch.inference_mode()
+    def generate_text(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        batch_size: int,
+        max_length: int | None = None,
+    ) -> list[str]:
+        """Greedy completions, stopped at EOS or a stop sequence (cut off)."""
+        from transformers import GenerationConfig
+
+        if self.model is None:
+            raise BackendError("load() must run before generating")
+        tok = self.scoring_tokenizer()
+        window = self.effective_max_length(max_length)
+        room = max(window - max_new_tokens, 1)
+        encoded = []
+        for p in prompts:
+            ids = tok.encode(p)
+            if tok.adds_bos and (not ids or ids[0] != tok.bos_id):
+                ids = [int(tok.bos_id)] + ids  # type: ignore[arg-type]
+            if len(ids) > room:  # keep BOS, drop the oldest prompt tokens
+                ids = ids[:1] + ids[len(ids) - room + 1 :]
+            encoded.append(ids)
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=self.eos_token_id,
+            pad_token_id=self._pad_id(),
+            stop_strings=list(stop) or None,
+        )
+        texts: list[str] = [""] * len(prompts)
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        for b in range(0, len(order), batch_size):
+            chunk = order[b : b + batch_size]
+            width = max(len(encoded[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), self._pad_id(), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for j, i in enumerate(chunk):
+                ids[j, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                mask[j, width - len(encoded[i]) :] = 1
+            out = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                generation_config=config,
+                tokenizer=self.tokenizer,
+            )
+            for j, i in enumerate(chunk):
+                text = self.tokenizer.decode(out[j, width:], skip_special_tokens=True)
+                texts[i] = cut_at_stop(text, stop)
+        return texts
 
     def close(self) -> None:
         self.model = None
