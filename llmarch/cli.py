@@ -317,14 +317,17 @@ def _print_quality(document: dict[str, Any]) -> None:
         title=f"quality · {run['model']} · {run['backend']} · "
         f"{q.get('shots', 0)}-shot · limit {q.get('limit') or 'all'} · "
         f"seed {q.get('seed')}",
-        caption="std. error = sample standard deviation / √items; ties: items "
-        "whose best choices were within 1e-4 nats (scored 1/k)",
+        caption="s.e. = standard error (sample std. dev. / √items); ties: items "
+        "whose best choices were within 1e-4 nats, scored 1/k",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 0, 0, 1),
     )
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i < 2 else "right", overflow="fold")
+        if i < 2:
+            table.add_column(header, no_wrap=True)
+        else:
+            table.add_column(header, justify="right", overflow="fold")
     for cells in body:
         table.add_row(*cells)
     out.print(table)

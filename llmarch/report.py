@@ -258,20 +258,20 @@ def json_document(
 
 METRIC_LABELS = {
     # metric: (label with unit, scale of the shown value, digits)
-    "acc": ("accuracy (%)", 100.0, 1),
-    "acc_norm": ("accuracy, length-normalised (%)", 100.0, 1),
-    "exact_match": ("exact match (%)", 100.0, 1),
-    "perplexity": ("perplexity of the target word", 1.0, 2),
-    "bits_per_byte": ("bits per byte", 1.0, 4),
-    "byte_perplexity": ("byte perplexity", 1.0, 4),
-    "word_perplexity": ("word perplexity", 1.0, 2),
-    "token_perplexity": ("token perplexity", 1.0, 2),
+    "acc": ("acc %", 100.0, 1),
+    "acc_norm": ("acc_norm %", 100.0, 1),
+    "exact_match": ("exact_match %", 100.0, 1),
+    "perplexity": ("perplexity", 1.0, 2),
+    "bits_per_byte": ("bits/byte", 1.0, 4),
+    "byte_perplexity": ("byte ppl", 1.0, 4),
+    "word_perplexity": ("word ppl", 1.0, 2),
+    "token_perplexity": ("token ppl", 1.0, 2),
 }
 QUALITY_HEADERS = [
     "task",
     "metric",
     "value",
-    "± std. error",
+    "± s.e.",
     "items",
     "failed",
     "ties",

@@ -11,6 +11,7 @@ server cannot be made to produce on demand.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,9 @@ class FaultServer:
         self.plan = list(plan or [])
         self.words, self.gap_s = words, gap_s
         self.requests = 0
+        self.prompts: list[str] = []
+        self.echo = True  # answer echo + logprobs requests with log-probabilities
+        self.reply = " The answer is 18.\n\nQuestion: next"
         self.lock = threading.Lock()
         self.httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -89,9 +93,63 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 )
             elif action == "500":
                 self._json(500, {"error": {"message": "broken"}})
+            elif not request.get("stream"):
+                self._complete(request)
             else:
                 drop = int(action.split(":")[1]) if action.startswith("drop") else None
                 self._stream(int(request.get("max_tokens", server.words)), drop)
+
+        def _complete(self, request: dict) -> None:
+            """A non-streamed completion. With ``echo`` and ``logprobs`` the
+            prompt comes back split at word starts (``\\s*\\S+``), token i
+            scored −0.5·i (the first: None) with a top alternative "alt" at
+            −0.75 (so only token 1 is greedy), then one generated token. Without
+            them (or with ``server.echo`` off) the text is ``server.reply``."""
+            prompt = request.get("prompt", "")
+            server.prompts.append(prompt)
+            if request.get("messages"):
+                prompt = request["messages"][-1]["content"]
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+            if request.get("echo") and request.get("logprobs") and server.echo:
+                tokens = re.findall(r"\s*\S+", prompt) + [" gen"]
+                offsets, at = [], 0
+                for t in tokens:
+                    offsets.append(at)
+                    at += len(t)
+                lps = [None] + [-0.5 * i for i in range(1, len(tokens))]
+                choice.update(
+                    text=prompt + " gen",
+                    logprobs={
+                        "tokens": tokens,
+                        "text_offset": offsets,
+                        "token_logprobs": lps,
+                        "top_logprobs": [None]
+                        + [
+                            {t: lp, "alt": -0.75}
+                            for t, lp in zip(tokens[1:], lps[1:], strict=True)
+                        ],
+                    },
+                )
+            else:
+                choice.update(text=server.reply, logprobs=None)
+            if request.get("messages"):
+                choice = {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": server.reply},
+                }
+            self._json(
+                200,
+                {
+                    "id": "x",
+                    "object": "chat.completion"
+                    if request.get("messages")
+                    else "text_completion",
+                    "created": 0,
+                    "model": "fault-model",
+                    "choices": [choice],
+                },
+            )
 
         def _event(self, body: dict) -> None:
             self.wfile.write(f"data: {json.dumps(body)}\n\n".encode())

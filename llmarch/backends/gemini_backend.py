@@ -19,6 +19,7 @@ from llmarch.backends.base import Backend, GenerationSample, LoadInfo
 from llmarch.backends.openai_backend import server_reason
 from llmarch.errors import BackendError
 from llmarch.prompts import api_prompt_texts
+from llmarch.quality.scoring import cut_at_stop
 from llmarch.streaming import StreamEvent
 
 KEY_ENVS = ("GOOGLE_AI_STUDIO_API_KEY", "GEMINI_API_KEY")
@@ -60,6 +61,8 @@ class GeminiBackend(Backend):
     """Streams from the Gemini API (or a server speaking its wire format)."""
 
     NAME: ClassVar[str] = "gemini"
+    # The API gives no prompt log-probabilities: generation tasks only.
+    QUALITY: ClassVar[frozenset[str]] = frozenset({"generate"})
 
     def __init__(
         self,
@@ -122,19 +125,44 @@ class GeminiBackend(Backend):
 
         return asyncio.run(run())
 
-    async def _one(
+    def generate_text(
         self,
-        client: Any,
-        text: str,
-        prompt_tokens: int,
-        new_tokens: int,
-        concurrency: int,
-    ) -> GenerationSample:
-        from google.genai import errors, types
+        prompts: Any,
+        *,
+        max_new_tokens: int,
+        stop: Any,
+        batch_size: int,
+        max_length: int | None = None,
+    ) -> list[str]:
+        """Greedy completions (temperature 0), cut at the first stop sequence."""
+        from google.genai import types
 
         config = types.GenerateContentConfig(
-            max_output_tokens=new_tokens, temperature=0.0
+            max_output_tokens=max_new_tokens,
+            temperature=0.0,
+            stop_sequences=list(stop)[:5] or None,
         )
+        client = self._client()
+        gate = asyncio.Semaphore(batch_size)
+
+        async def one(prompt: str) -> str:
+            async with gate:
+                _, events, error = await with_retries(
+                    self._attempt(client, prompt, config),
+                    max_retries=self.max_retries,
+                )
+            if error is not None:
+                raise BackendError(f"the Gemini API failed a request: {error}")
+            return cut_at_stop("".join(e.text for e in events), stop)
+
+        async def run() -> list[str]:
+            return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+        return asyncio.run(run())
+
+    def _attempt(self, client: Any, text: str, config: Any) -> Any:
+        """One streamed request as a retryable attempt."""
+        from google.genai import errors
 
         async def attempt() -> tuple[list[StreamEvent], str | None, bool, float | None]:
             events: list[StreamEvent] = []
@@ -159,6 +187,23 @@ class GeminiBackend(Backend):
             if events and not any(e.finished for e in events):
                 return events, "stream ended without a finish reason", False, None
             return events, None, False, None
+
+        return attempt
+
+    async def _one(
+        self,
+        client: Any,
+        text: str,
+        prompt_tokens: int,
+        new_tokens: int,
+        concurrency: int,
+    ) -> GenerationSample:
+        from google.genai import types
+
+        config = types.GenerateContentConfig(
+            max_output_tokens=new_tokens, temperature=0.0
+        )
+        attempt = self._attempt(client, text, config)
 
         t0, events, error = await with_retries(attempt, max_retries=self.max_retries)
         return api_sample(

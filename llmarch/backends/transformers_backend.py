@@ -108,6 +108,27 @@ class _TokenClock:
         pass
 
 
+class _StopOnText:
+    """Stops each row once its decoded new text holds a stop sequence.
+
+    Decoding (rather than transformers' token-level stop strings) works with
+    any tokenizer; the text is cut at the stop sequence afterwards.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], width: int) -> None:
+        self.tokenizer, self.stop, self.width = tokenizer, list(stop), width
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kw: Any) -> torch.Tensor:
+        done = [
+            any(
+                s in self.tokenizer.decode(row[self.width :], skip_special_tokens=True)
+                for s in self.stop
+            )
+            for row in input_ids
+        ]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 class TransformersBackend(TokenScorer, Backend):
     """Runs a model folder (or a converted GGUF) through transformers."""
 
@@ -471,7 +492,6 @@ class TransformersBackend(TokenScorer, Backend):
             do_sample=False,
             eos_token_id=self.eos_token_id,
             pad_token_id=self._pad_id(),
-            stop_strings=list(stop) or None,
         )
         texts: list[str] = [""] * len(prompts)
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -487,7 +507,9 @@ class TransformersBackend(TokenScorer, Backend):
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 generation_config=config,
-                tokenizer=self.tokenizer,
+                stopping_criteria=[_StopOnText(self.tokenizer, stop, width)]
+                if stop
+                else None,
             )
             for j, i in enumerate(chunk):
                 text = self.tokenizer.decode(out[j, width:], skip_special_tokens=True)

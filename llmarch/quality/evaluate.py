@@ -219,16 +219,17 @@ def _mc_record(
         return record
     logprobs = [x.logprob for x in scores]
     acc = scoring.choose(logprobs, doc["gold"])
-    norm = scoring.choose(
-        scoring.normalised(logprobs, doc["choice_texts"]), doc["gold"]
-    )
+    if "acc_norm" in task.metrics:
+        norm = scoring.choose(
+            scoring.normalised(logprobs, doc["choice_texts"]), doc["gold"]
+        )
+        record.update(
+            prediction_norm=norm.best, credit_norm=norm.credit, tied_norm=norm.tied
+        )
     record.update(
         prediction=acc.best,
         credit=acc.credit,
         tied=acc.tied,
-        prediction_norm=norm.best,
-        credit_norm=norm.credit,
-        tied_norm=norm.tied,
         scores={
             "logprobs": logprobs,
             "tokens": [x.tokens for x in scores],
