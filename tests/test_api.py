@@ -270,3 +270,60 @@ def test_load_sweep_against_the_server(server, tmp_path):
     assert (
         con.execute("SELECT COUNT(*) FROM samples WHERE rate = 20.0").fetchone()[0] == 2
     )
+
+
+def test_gsm8k_through_the_server_matches_local(server, tmp_path):
+    """Generation tasks run through a server with no log-probabilities; greedy
+    answers equal the local ones for the same items."""
+    db = tmp_path / "q.sqlite"
+    common = [
+        "--tasks",
+        "gsm8k",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--db",
+        str(db),
+        "--out-dir",
+        str(tmp_path),
+        "--json",
+    ]
+    local = cli.invoke(app, ["eval", "gemma-3-270m", "--device", "cpu", *common])
+    assert local.exit_code == 0, local.output
+    api_args = ["--backend", "openai", "--base-url", server["base_url"]]
+    api_args += ["--served-model", server["model"]]
+    api = cli.invoke(app, ["eval", "gemma-3-270m", *api_args, *common])
+    assert api.exit_code == 0, api.output
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT r.backend, q.item_id, q.scores_json FROM quality_items q "
+        "JOIN runs r USING (run_id) ORDER BY q.item_id"
+    ).fetchall()
+    texts: dict[str, list[str]] = {}
+    for backend, _, scores in rows:
+        texts.setdefault(backend, []).append(json.loads(scores)["generated"])
+    assert len(texts["openai"]) == 2
+    assert texts["openai"] == texts["transformers"]
+    assert json.loads(api.stdout)["quality"][0]["items"] == 2
+
+    # Multiple choice needs prompt log-probabilities: one line, exit 1.
+    mc = cli.invoke(
+        app,
+        [
+            "eval",
+            "gemma-3-270m",
+            *api_args,
+            "--tasks",
+            "arc-easy",
+            "--limit",
+            "2",
+            "--db",
+            str(db),
+            "--out-dir",
+            str(tmp_path),
+        ],
+    )
+    assert mc.exit_code == 1
+    assert "no prompt log-probabilities" in mc.output
+    assert "Traceback" not in mc.output

@@ -131,3 +131,39 @@ def test_three_readers_agree_on_gemma_3_270m():
     assert figures[0]["params_total"] == 268_098_176
     # (3 full x 4096 + 15 sliding x 511) x 2 x 256 x 2 bytes x batch 2
     assert figures[0]["kv_bytes"] == (3 * 4096 + 15 * 511) * 1024 * 2
+
+
+@pytest.mark.slow
+def test_bench_with_tasks_on_the_packaged_model(tmp_path):
+    """Speed and ARC-Easy in one run of the real model; the printed accuracy
+    equals the mean of the stored per-item credits."""
+    db = tmp_path / "q.sqlite"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--prompt-tokens",
+            "16",
+            "--new-tokens",
+            "4",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--tasks",
+            "arc-easy",
+            "--limit",
+            "6",
+            "--db",
+            str(db),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    (row,) = doc["quality"]
+    with sqlite3.connect(db) as conn:
+        credits = [r[0] for r in conn.execute("SELECT credit FROM quality_items")]
+    assert len(credits) == 6 and row["items"] == 6
+    assert row["metrics"]["acc"]["value"] == pytest.approx(sum(credits) / 6)
+    assert len(doc["samples"]) == 1 and doc["samples"][0]["decode_tps"] > 0

@@ -86,7 +86,7 @@ def _request(tmp_path, tasks, **kw):
         db=tmp_path / "db.sqlite",
         out_dir=tmp_path / "reports",
         quality=quality,
-        speed=False,
+        speed=kw.pop("speed", False),
         **kw,
     )
 
@@ -151,9 +151,7 @@ def test_reports_hold_the_stored_figures(tmp_path):
 
 
 def test_interrupted_run_resumes_without_rescoring(tmp_path):
-    rows = [
-        {"n": i, "choices": ["good", "bad"], "gold": i % 2} for i in range(20)
-    ]
+    rows = [{"n": i, "choices": ["good", "bad"], "gold": i % 2} for i in range(20)]
     spec = _task(tmp_path, rows)
     # batch 1: chunks of 8 items; the second chunk's call is interrupted.
     first = ScriptedBackend(interrupt_at=2)
@@ -244,3 +242,60 @@ def test_tasks_command_lists_builtins():
     for name in ("winogrande", "mmlu", "lambada", "gsm8k"):
         assert name in data["tasks"]
     assert len(data["mmlu_subjects"]) == 57
+
+
+class SpeedAndQuality(ScriptedBackend):
+    """Canned speed samples (FakeBackend's) and scripted log-likelihoods."""
+
+    def __init__(self, **kw):
+        from tests.conftest import FakeBackend
+
+        super().__init__(**kw)
+        self.speed = FakeBackend()
+
+    def generate(self, **kw):
+        return self.speed.generate(**kw)
+
+
+def test_bench_with_tasks_puts_quality_beside_speed(tmp_path):
+    spec = _task(tmp_path, THREE)
+    request = _request(tmp_path, str(spec), speed=True)
+    request.prompt_tokens, request.new_tokens, request.repeat = "10", "5", 2
+    backend = SpeedAndQuality()
+    outcome = run_bench(
+        request, console=Console(quiet=True), backend_factory=lambda r, q: backend
+    )
+    assert outcome.status == "completed"
+    assert len(backend.speed.calls) == 2  # 2 repeats, no warm-up
+    frame = pd.read_csv(outcome.reports["csv"])
+    assert len(frame) == 1  # one speed setting...
+    # ...with the quality figures as columns of the same row.
+    assert frame.loc[0, "quality_toy_acc"] == pytest.approx(0.5)
+    assert frame.loc[0, "quality_toy_acc_stderr"] == pytest.approx(math.sqrt(0.25 / 3))
+    assert frame.loc[0, "ttft_s_median"] == pytest.approx(0.5)
+    md = outcome.reports["markdown"].read_text()
+    assert md.index("## Summary") < md.index("## Quality")
+
+
+def test_resumed_bench_keeps_its_finished_speed_sweep(tmp_path):
+    rows = [{"n": i, "choices": ["good", "bad"], "gold": 0} for i in range(12)]
+    spec = _task(tmp_path, rows)
+
+    def request():
+        r = _request(tmp_path, str(spec), speed=True, batch_size=1)
+        r.prompt_tokens, r.new_tokens, r.repeat = "10", "5", 2
+        return r
+
+    first = SpeedAndQuality(interrupt_at=2)
+    out1 = run_bench(
+        request(), console=Console(quiet=True), backend_factory=lambda r, q: first
+    )
+    assert out1.status == "interrupted" and len(first.speed.calls) == 2
+    second = SpeedAndQuality()
+    out2 = run_bench(
+        request(), console=Console(quiet=True), backend_factory=lambda r, q: second
+    )
+    assert out2.resumed and out2.status == "completed"
+    assert second.speed.calls == []  # the finished sweep is kept, not redone
+    assert len(second.scored) == 8  # 4 items left x 2 choices
+    assert len(out2.document["samples"]) == 2

@@ -24,7 +24,9 @@ cli = CliRunner()
 
 
 def _backend(server: FaultServer, endpoint: str = "completions") -> OpenAIBackend:
-    return OpenAIBackend(base_url=server.base_url, model="fault-model", endpoint=endpoint)
+    return OpenAIBackend(
+        base_url=server.base_url, model="fault-model", endpoint=endpoint
+    )
 
 
 def test_continuation_tokens_from_echoed_offsets():
@@ -75,7 +77,10 @@ def test_chat_endpoint_cannot_score_loglikelihoods():
 def test_generation_is_cut_at_the_stop_sequence(endpoint):
     with FaultServer() as server:
         texts = _backend(server, endpoint).generate_text(
-            ["Q: 1\nA:", "Q: 2\nA:"], max_new_tokens=16, stop=["Question:"], batch_size=2
+            ["Q: 1\nA:", "Q: 2\nA:"],
+            max_new_tokens=16,
+            stop=["Question:"],
+            batch_size=2,
         )
     assert texts == [" The answer is 18.\n\n"] * 2
 
@@ -94,7 +99,7 @@ def test_eval_through_an_api_server_end_to_end(tmp_path):
     (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (tmp_path / "t.yaml").write_text(
         "name: capitals\nkind: multiple_choice\ndata: t.jsonl\n"
-        "query: \"Question: {q}\\nAnswer:\"\nchoices_field: choices\ngold_field: gold\n"
+        'query: "Question: {q}\\nAnswer:"\nchoices_field: choices\ngold_field: gold\n'
     )
     with FaultServer() as server:
         result = cli.invoke(

@@ -87,9 +87,7 @@ def test_truncation_keeps_the_continuation(tiny_llama):
 def test_generation_matches_plain_greedy_and_stops(tiny_llama):
     backend = _backend(tiny_llama)
     prompt = " ".join(WORDS[:12])
-    (text,) = backend.generate_text(
-        [prompt], max_new_tokens=6, stop=[], batch_size=1
-    )
+    (text,) = backend.generate_text([prompt], max_new_tokens=6, stop=[], batch_size=1)
     ids = torch.tensor([backend.scoring_tokenizer().encode(prompt)])
     with torch.no_grad():
         out = backend.model.generate(
@@ -99,7 +97,9 @@ def test_generation_matches_plain_greedy_and_stops(tiny_llama):
             do_sample=False,
             eos_token_id=backend.eos_token_id,
         )
-    expected = backend.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    expected = backend.tokenizer.decode(
+        out[0, ids.shape[1] :], skip_special_tokens=True
+    )
     assert text == expected and text
     cut_word = text.split()[1] if len(text.split()) > 1 else text.split()[0]
     (stopped,) = backend.generate_text(
