@@ -398,13 +398,16 @@ def echo_score(lp: Any, cut: int, end: int) -> TokenScore | ItemError:
     total, greedy = 0.0, True
     if cut == 0 and lp.token_logprobs[chosen[0]] is None:
         chosen = chosen[1:]  # a whole text: its first token has nothing before it
+        if not chosen:
+            return TokenScore(0.0, True, 0)
     for i in chosen:
         value = lp.token_logprobs[i]
         if value is None:
             return ItemError("the server gave no log-probability for the first token")
         total += float(value)
         top = lp.top_logprobs[i] if lp.top_logprobs else None
-        greedy = greedy and bool(top) and float(value) >= max(top.values()) - 1e-6
+        best = max(top.values()) if top else None
+        greedy = greedy and best is not None and float(value) >= best - 1e-6
     join = offsets[chosen[0]] < cut
     return TokenScore(total, greedy, len(chosen), 0, join)
 

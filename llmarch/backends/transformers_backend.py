@@ -498,13 +498,13 @@ class TransformersBackend(TokenScorer, Backend):
         for b in range(0, len(order), batch_size):
             chunk = order[b : b + batch_size]
             width = max(len(encoded[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), self._pad_id(), dtype=torch.long)
-            mask = torch.zeros_like(ids)
+            rows = torch.full((len(chunk), width), self._pad_id(), dtype=torch.long)
+            mask = torch.zeros_like(rows)
             for j, i in enumerate(chunk):
-                ids[j, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                rows[j, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[j, width - len(encoded[i]) :] = 1
             out = self.model.generate(
-                input_ids=ids.to(self.device),
+                input_ids=rows.to(self.device),
                 attention_mask=mask.to(self.device),
                 generation_config=config,
                 stopping_criteria=[_StopOnText(self.tokenizer, stop, width)]
