@@ -134,13 +134,16 @@ def _split(
     try:
         ids, offsets = tok.encode_offsets(whole)
     except NotImplementedError:
-        # No offsets (a slow tokenizer): the context's own token count marks
-        # the split, as lm-evaluation-harness does; a merge across the join
-        # shows as a mismatch of the shared prefix.
+        # No offsets (a slow tokenizer): the continuation starts where the
+        # tokens of the whole text stop matching the context's own tokens.
+        # Where nothing merges across the join this is lm-evaluation-harness's
+        # split; where a token does, that token is scored whole, as above.
         ids = tok.encode(whole)
         ctx = tok.encode(context)
-        k = min(len(ctx), len(ids))
-        return k, ids, ids[:k] != ctx
+        k = 0
+        while k < min(len(ctx), len(ids)) and ids[k] == ctx[k]:
+            k += 1
+        return k, ids, k < len(ctx)
     for k, (start, end) in enumerate(offsets):
         if end > cut:
             return k, ids, start < cut

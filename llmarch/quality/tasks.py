@@ -31,6 +31,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from llmarch import yamlio
 from llmarch.errors import ConfigError
 
 KINDS = ("multiple_choice", "loglikelihood", "generate", "perplexity")
@@ -591,7 +592,7 @@ def _user_docs(
 def load_task_file(path: Path) -> Task:
     """A user task from its YAML file."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlio.load_file(path)
     except OSError as exc:
         raise ConfigError(f"cannot read task file {path} ({exc.strerror})") from None
     except yaml.YAMLError as exc:
