@@ -643,6 +643,16 @@ def load(
         _fail(f"every request failed ({'; '.join(reasons)}); check the server log.")
 
 
+def _register_groups() -> None:
+    from llmarch.cli_recommend import profiles_app, recommend
+
+    app.add_typer(profiles_app, name="profiles")
+    app.command("recommend")(recommend)
+
+
+_register_groups()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -298,6 +298,9 @@ class TransformersBackend(TokenScorer, Backend):
             "attention": self.arch.attention_kind() if self.arch else None,
             "layers": getattr(cfg.get_text_config(), "num_hidden_layers", None),
             "sliding_window": getattr(cfg, "sliding_window", None),
+            "context_length": getattr(
+                cfg.get_text_config(), "max_position_embeddings", None
+            ),
         }
 
     # -- generation --------------------------------------------------------
