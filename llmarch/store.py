@@ -315,6 +315,18 @@ class ResultStore:
             out.append(item)
         return out
 
+    def delete_run(self, run_id: str) -> dict[str, int]:
+        """Delete a run with its samples and quality items; return what went."""
+        with self._tx() as c:
+            samples = c.execute("DELETE FROM samples WHERE run_id = ?", (run_id,))
+            items = c.execute("DELETE FROM quality_items WHERE run_id = ?", (run_id,))
+            runs = c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            return {
+                "runs": runs.rowcount,
+                "samples": samples.rowcount,
+                "quality_items": items.rowcount,
+            }
+
     def delete_samples(self, run_id: str) -> None:
         with self._tx() as c:
             c.execute("DELETE FROM samples WHERE run_id = ?", (run_id,))

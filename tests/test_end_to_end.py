@@ -167,3 +167,47 @@ def test_bench_with_tasks_on_the_packaged_model(tmp_path):
     assert len(credits) == 6 and row["items"] == 6
     assert row["metrics"]["acc"]["value"] == pytest.approx(sum(credits) / 6)
     assert len(doc["samples"]) == 1 and doc["samples"][0]["decode_tps"] > 0
+
+
+def test_bench_then_recommend_for_edge(tmp_path):
+    """The packaged model benched, then recommended for edge: its figures in
+    the recommendation are the measured ones, and its verdict follows them."""
+    db = str(tmp_path / "r.sqlite")
+    bench = CliRunner().invoke(
+        app,
+        [
+            *("bench", "--prompt-tokens", "128", "--new-tokens", "8"),
+            *("--repeat", "2", "--warmup", "0", "--tasks", "arc-easy,piqa"),
+            *("--limit", "4", "--db", db, "--json"),
+        ],
+    )
+    assert bench.exit_code == 0, bench.output
+    (row,) = json.loads(bench.stdout)["summary"]
+    result = CliRunner().invoke(
+        app, ["recommend", "--use-case", "edge", "--db", db, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    (gemma,) = [c for c in doc["candidates"] if c["model"] == "gemma-3-270m"]
+    figures = gemma["figures"]
+    assert gemma["kind"] == "measured"
+    assert figures["decode_tps"]["basis"] == "measured"
+    assert figures["decode_tps"]["value"] == pytest.approx(row["decode_tps_median"])
+    assert figures["ttft_s"]["value"] == pytest.approx(row["ttft_s_p90"])
+    assert figures["memory_bytes"]["value"] == row["peak_memory_bytes"]
+    assert figures["quality"]["basis"] == "measured"
+    fits = (
+        row["peak_memory_bytes"] <= 4e9
+        and row["decode_tps_median"] >= 5
+        and row["ttft_s_p90"] <= 1.0
+    )
+    assert gemma["passed"] == fits
+    # The table shows the same figures, marked as measured (no "~").
+    table = CliRunner().invoke(
+        app, ["recommend", "--use-case", "edge", "--db", db, "--no-estimates"]
+    )
+    assert table.exit_code == 0
+    assert f"{row['peak_memory_bytes'] / 1e9:.2f}" in table.stdout
+    assert f"{row['decode_tps_median']:.1f}" in table.stdout
+    (line,) = [x for x in table.stdout.splitlines() if "gemma-3-270m" in x]
+    assert "~" not in line and "?" not in line
