@@ -645,9 +645,13 @@ def load(
 
 def _register_groups() -> None:
     from llmarch.cli_recommend import profiles_app, recommend
+    from llmarch.cli_results import compare, report, results_app
 
     app.add_typer(profiles_app, name="profiles")
     app.command("recommend")(recommend)
+    app.add_typer(results_app, name="results")
+    app.command("report")(report)
+    app.command("compare")(compare)
 
 
 _register_groups()

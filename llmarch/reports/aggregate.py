@@ -39,6 +39,7 @@ INTEGER_COLUMNS = (
     "kv_bytes_computed",
     "peak_memory_bytes",
 )
+IDENTITY = ("run_id", "model", "backend", "device", "dtype")
 QUALITY_MAIN_METRICS = ("acc", "exact_match", "bits_per_byte", "perplexity")
 
 
@@ -173,27 +174,36 @@ def headline(data: RunData) -> dict[str, Any]:
 
 
 def speed_frame(data: list[RunData]) -> pd.DataFrame:
-    """One row per run and setting, with the run's quality columns.
+    """One row per run and setting, with the run's own quality columns.
 
-    A run that scored quality only has one row with empty setting columns.
+    A run that scored quality only has no row here (its figures are in
+    ``quality_long_frame``), so that no setting column is ever empty and
+    whole-number columns read back as integers.
     """
     records: list[dict[str, Any]] = []
     columns: list[str] = []
     for d in data:
-        rows = d.rows or [dict.fromkeys(SETTING_KEYS)]
-        frame = summary_frame(d.run, rows)
+        if not d.rows:
+            continue
+        frame = summary_frame(d.run, d.rows)
         frame.insert(1, "started_at", d.run["started_at"])
         frame.insert(2, "status", d.run["status"])
         for column, value in quality_columns(d.quality).items():
             frame[column] = value
         columns += [c for c in frame.columns if c not in columns]
         records += frame.astype(object).where(frame.notna(), None).to_dict("records")
+    if not records:
+        columns = list(summary_frame({k: None for k in IDENTITY}, []).columns)
     table = pd.DataFrame(records, columns=columns)
     for column in INTEGER_COLUMNS:
         if column in table:
             table[column] = pd.to_numeric(table[column]).astype("Int64")
     if "kv_match" in table:
         table["kv_match"] = table["kv_match"].astype(object)
+    # A text column that is empty everywhere (local runs only) would read back
+    # as floats; it says nothing, so it is left out.
+    if "tokens_source" in table and table["tokens_source"].isna().all():
+        table = table.drop(columns="tokens_source")
     return table
 
 

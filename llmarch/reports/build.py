@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from llmarch.reports import html, markdown
 from llmarch.reports.aggregate import (
     json_document,
     load_runs,
+    quality_long_frame,
     select_runs,
     speed_frame,
 )
@@ -38,6 +40,7 @@ class Written:
     text: str | None = None  # the report itself, when written to stdout
     plots: list[Plot] = field(default_factory=list)
     runs: int = 0
+    others: list[Path] = field(default_factory=list)  # files beside the report
 
 
 def report_path(out: Path | None, fmt: str) -> Path | None:
@@ -100,7 +103,14 @@ def write_report(
             target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":
             text = speed_frame(data).to_csv(index=False)
-            return _finish(target, text, [], len(data))
+            written = _finish(target, text, [], len(data))
+            quality = quality_long_frame(data)
+            if target is not None and not quality.empty:
+                # Quality in long form beside it, as for a single run's report.
+                beside = target.with_name(f"{target.stem}-quality.csv")
+                quality.to_csv(beside, index=False)
+                written.others.append(beside)
+            return written
         kv = kv_models(data, kv_extra)
         front = pareto(store, data, profile)
         if fmt == "json":
@@ -122,11 +132,20 @@ def write_report(
                 target, json.dumps(doc, indent=2, default=str) + "\n", [], len(data)
             )
 
+        tables = sections(data, kv, front)
+        title = "llmarch report"
+        if fmt == "html" and target is None:
+            # The page goes to stdout: draw the plots in a scratch folder, inline
+            # them, and leave no files behind.
+            with tempfile.TemporaryDirectory(prefix="llmarch-report-") as tmp:
+                drawn = (
+                    make_plots(data, kv, front, Path(tmp) / "report") if plots else None
+                )
+                text = html.render(title, facts, tables, drawn)
+            return _finish(None, text, [], len(data))
         drawn = None
         if plots and target is not None:
             drawn = make_plots(data, kv, front, target.with_suffix(""))
-        tables = sections(data, kv, front)
-        title = "llmarch report"
         if fmt == "md":
             text = markdown.render(title, facts, tables, drawn, relative_to=target)
         else:

@@ -4,8 +4,8 @@ The rule (README, "Comparing two runs"): for a figure with means ``m_A``,
 ``m_B``, sample standard deviations ``s_A``, ``s_B`` over ``n_A``, ``n_B``
 measured repeats, the change ``m_B - m_A`` is larger than the run-to-run
 noise when ``|m_B - m_A| > 2 * sqrt(s_A^2 / n_A + s_B^2 / n_B)``, about a 95 %
-Welch interval for many repeats. With ``n = 1`` on either side there is no
-noise estimate. Quality figures use their standard errors the same way:
+Welch interval for many repeats. With fewer than 2 samples on either side
+the noise is unknown. Quality figures use their standard errors the same way:
 ``|v_B - v_A| > 2 * sqrt(se_A^2 + se_B^2)``.
 """
 
@@ -24,7 +24,7 @@ from llmarch.stats import summarize
 NOISE_FACTOR = 2.0
 LARGER = "larger than noise"
 WITHIN = "within noise"
-NO_NOISE = "no noise estimate"
+NO_NOISE = "noise unknown"
 
 # figure: (label, scale shown, unit shown, higher is better, digits shown)
 SPEED_FIGURES = {
@@ -104,7 +104,7 @@ def noise_test(
         n_b,
         se,
         higher_is_better,
-        "n = 1" if min(n_a, n_b) == 1 else "no samples",
+        f"n = {n_a}/{n_b}",
     )
 
 
@@ -205,6 +205,7 @@ def compare_runs(store: Any, run_a: dict[str, Any], run_b: dict[str, Any]) -> di
 COMPARE_HEADERS = [
     "setting / task",
     "figure (unit)",
+    "n (A / B)",
     "A",
     "B",
     "change B − A",
@@ -238,6 +239,7 @@ def _row(where: str, label: str, c: Change, scale: float, digits: int) -> list[s
     return [
         where,
         label,
+        f"{c.n_a} / {c.n_b}",
         _num(c.a, scale, digits),
         _num(c.b, scale, digits),
         _num(c.delta, scale, digits, sign=True),
@@ -256,16 +258,15 @@ def compare_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         where = setting_text(group["setting"])
         for c in group["changes"]:
             label, scale, unit, _higher, digits = SPEED_FIGURES[c.figure]
-            n = f", n={c.n_a}/{c.n_b}"
-            rows.append(_row(where, f"{label} ({unit}{n})", c, scale, digits))
+            rows.append(_row(where, f"{label} ({unit})", c, scale, digits))
     for q in result["quality"]:
         label, scale, digits = METRIC_LABELS.get(q["metric"], (q["metric"], 1.0, 4))
         if scale == 100.0:
             digits = 2
         c = q["change"]
-        rows.append(
-            _row(q["task"], f"{label} ({c.n_a}/{c.n_b} items)", c, scale, digits)
-        )
+        if label.endswith(" %"):
+            label = f"{label[:-2]} (%)"
+        rows.append(_row(q["task"], label, c, scale, digits))
     return COMPARE_HEADERS, rows
 
 

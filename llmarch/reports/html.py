@@ -14,12 +14,13 @@ from llmarch.reports.tables import Section
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif;
-       margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1b1b1b; }
+       margin: 2rem auto; max-width: 90rem; padding: 0 1rem; color: #1b1b1b; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem;
      border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
 h3 { font-size: 1.05rem; }
 table { border-collapse: collapse; font-size: .82rem; margin: .5rem 0; }
 th, td { border: 1px solid #d0d0d0; padding: .25rem .45rem; }
+td { white-space: nowrap; }
 th { background: #f3f3f3; text-align: left; vertical-align: bottom; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .scroll { overflow-x: auto; }
@@ -58,7 +59,10 @@ def _table(s: Section) -> str:
 
 def _figure(p: Plot) -> str:
     if p.path is None:
-        return f'<h3>{escape(p.title)}</h3><p class="skipped">Not drawn: {escape(p.skipped or "")}.</p>'
+        return (
+            f"<h3>{escape(p.title)}</h3>"
+            f'<p class="skipped">Not drawn: {escape(p.skipped or "")}.</p>'
+        )
     data = base64.b64encode(p.path.read_bytes()).decode("ascii")
     return (
         f"<h3>{escape(p.title)}</h3><figure>"

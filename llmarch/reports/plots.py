@@ -195,7 +195,9 @@ def latency_distribution(data: list[RunData], path: Path) -> Plot:
         ax.set_yticks(range(1, len(names) + 1), labels=names)
         ax.set_xlabel(f"{'TTFT' if metric == 'ttft_s' else 'TPOT'} (ms)")
         ax.grid(True, axis="x", alpha=0.3)
-        ax.invert_yaxis()
+    # The panels share their y axis: inverting it once puts the first group on
+    # top of both (inverting it on each panel would flip it back).
+    axes[0].invert_yaxis()
     axes[0].tick_params(axis="y", labelsize="small")
     fig.suptitle(plot.title)
     return _save(fig, plot, path)
@@ -275,6 +277,7 @@ def pareto_chart(p: ParetoData | None, path: Path) -> Plot:
     plot.caption += f" {p.note[0].upper()}{p.note[1:]}." if p else ""
     fig = _figure()
     ax = fig.subplots()
+    labelled: set[bool] = set()
     for x in points:
         ax.errorbar(
             x.decode_tps,
@@ -284,7 +287,11 @@ def pareto_chart(p: ParetoData | None, path: Path) -> Plot:
             markersize=9 if x.front else 6,
             color="tab:red" if x.front else "tab:blue",
             capsize=3,
+            label=None
+            if x.front in labelled
+            else ("on the Pareto front" if x.front else "not on the front"),
         )
+        labelled.add(x.front)
         ax.annotate(
             x.model,
             (x.decode_tps, x.quality * 100),
@@ -295,7 +302,10 @@ def pareto_chart(p: ParetoData | None, path: Path) -> Plot:
     ax.set_xlabel("decode (tokens/s)")
     ax.set_ylabel("quality (%)")
     ax.set_title(plot.title)
+    # Room for the model names written beside the points.
+    ax.margins(x=0.15, y=0.1)
     ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
     return _save(fig, plot, path)
 
 
