@@ -19,19 +19,17 @@ Estimates (catalog models without results)
     tokens for the workload's batch (16-bit, float32 for float32 weights);
     memory = weights + KV + the runtime overhead seen on this machine (median
     of peak memory minus weights and KV over the measured local runs). Decode
-    is read as memory-bound: tokens/s = batch x effective bandwidth / bytes
-    one step reads (active weights + KV), with the effective bandwidth taken
-    from this machine's measured runs. Prefill is read as compute-bound:
-    TTFT = 2 x active parameters x batch x prompt tokens / effective FLOP/s,
-    also from this machine's runs. Without a measured local run on this
-    machine there is no basis, and speed is left unknown.
+    tokens/s and TTFT come from ``llmarch.predict``: this machine's measured
+    bandwidth and FLOP/s times the efficiencies (MBU, MFU) its measured runs
+    reached, or the documented defaults. Without measured limits for this
+    machine (no ``llmarch hardware`` yet and no local run that stored them),
+    speed is left unknown.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +38,7 @@ from urllib.parse import urlparse
 from llmarch import arch
 from llmarch.catalog import load_catalog
 from llmarch.errors import LlmarchError
+from llmarch.predict import Basis, hardware_key, predicted, this_machine, work_for
 from llmarch.profiles import Profile
 from llmarch.quality.evaluate import summarize_task
 from llmarch.report import summarize_samples
@@ -94,15 +93,6 @@ class Candidate:
     @property
     def label(self) -> str:
         return f"{self.model} ({self.backend})"
-
-
-def hardware_key(machine: dict[str, Any] | None, device: str | None) -> str:
-    """What decides local speed: the GPU's name, or the CPU model and cores."""
-    machine = machine or {}
-    gpu = machine.get("gpu") or {}
-    if device and device.startswith("cuda") and gpu:
-        return f"gpu:{gpu.get('name')}"
-    return f"cpu:{machine.get('cpu_model')}:{machine.get('cpu_affinity')}"
 
 
 def is_local_url(url: str | None) -> bool:
@@ -318,49 +308,12 @@ def _speed_figures(
 # -- estimated candidates ----------------------------------------------------
 
 
-@dataclass
-class Calibration:
-    """What this machine achieved in its measured local runs."""
-
-    bandwidth: float | None = None  # bytes/s a decode step reads
-    flops: float | None = None  # prefill FLOP/s
-    overhead_bytes: float | None = None  # peak memory beyond weights + KV
-    runs: int = 0
+def calibrate(store: Any, measured: list[Candidate], here: str) -> Basis:
+    """This machine's limits and efficiencies (see llmarch.predict)."""
+    return this_machine(store, here)
 
 
-def calibrate(store: Any, measured: list[Candidate], here: str) -> Calibration:
-    """Effective bandwidth, FLOP/s and overhead from measured local runs here."""
-    bw, flops, overhead = [], [], []
-    for cand in measured:
-        if cand.backend not in LOCAL_BACKENDS or cand.speed_run is None:
-            continue
-        run = store.run(cand.speed_run)
-        machine = (run.get("metadata") or {}).get("machine")
-        if hardware_key(machine, run["device"]) != here:
-            continue
-        params = ((run.get("metadata") or {}).get("model") or {}).get("parameters")
-        weights = (run.get("load") or {}).get("weight_bytes")
-        rows = summarize_samples(store.samples(run["run_id"]))
-        for row in rows:
-            kv = row.get("kv_bytes_measured") or row.get("kv_bytes_computed") or 0
-            batch = _parallel(row)
-            if weights and row.get("decode_tps_median"):
-                bw.append(row["decode_tps_median"] / batch * (weights + kv))
-            if params and row.get("prefill_tps_median"):
-                flops.append(row["prefill_tps_median"] * 2 * params)
-            if weights and row.get("peak_memory_bytes"):
-                overhead.append(max(row["peak_memory_bytes"] - weights - kv, 0))
-    return Calibration(
-        statistics.median(bw) if bw else None,
-        statistics.median(flops) if flops else None,
-        statistics.median(overhead) if overhead else None,
-        len(bw),
-    )
-
-
-def estimated_candidate(
-    entry: Any, profile: Profile, cal: Calibration
-) -> Candidate | None:
+def estimated_candidate(entry: Any, profile: Profile, cal: Basis) -> Candidate | None:
     """A catalog model's figures from its architecture and this machine."""
     from llmarch.inspect import read_model
 
@@ -371,36 +324,30 @@ def estimated_candidate(
         return None
     w = profile.workload
     dtype = profile.estimate_dtype
-    per_param = DTYPE_BYTES[dtype]
     kv_elem = 4 if dtype == "float32" else 2
-    weights = a.params_total * per_param
-    active = a.params_active_compute * per_param
-    kv = a.kv_bytes(
-        tokens=w.prompt_tokens + w.new_tokens - 1,
-        batch=w.batch,
-        bytes_per_element=kv_elem,
-    )
-    basis = f"{dtype} weights, from {cal.runs} measured settings on this machine"
-    memory = weights + kv + (cal.overhead_bytes or 0)
+    work = work_for(a, dtype, kv_elem)
+    kv = work.kv_bytes(w.prompt_tokens + w.new_tokens - 1, w.batch)
+    memory = work.weight_bytes + kv + (cal.overhead_bytes or 0)
     mem_note = f"{dtype} weights + KV" + (
         " + this machine's runtime overhead" if cal.overhead_bytes else ""
     )
+    guess = predicted(
+        work,
+        cal,
+        weights_dtype=dtype,
+        prompt_tokens=w.prompt_tokens,
+        new_tokens=w.new_tokens,
+        batch=w.batch,
+    )
+    basis = f"{dtype} weights; {cal.note()}"
+    none = Figure(None, "unknown", "this machine's limits are not measured yet")
     decode = (
-        Figure(w.batch * cal.bandwidth / (active + kv), "estimated", basis)
-        if cal.bandwidth
-        else Figure(None, "unknown", "no measured local run here to estimate from")
+        Figure(guess.decode_tps, "estimated", basis)
+        if guess and guess.decode_tps
+        else none
     )
-    prefill_flops = 2 * a.params_active_compute * w.batch * w.prompt_tokens
-    ttft = (
-        Figure(prefill_flops / cal.flops, "estimated", basis)
-        if cal.flops
-        else Figure(None, "unknown", "no measured local run here to estimate from")
-    )
-    tpot = (
-        Figure(w.batch / decode.value, "estimated", basis)
-        if decode.value
-        else Figure(None, "unknown", decode.note)
-    )
+    ttft = Figure(guess.ttft_s, "estimated", basis) if guess else none
+    tpot = Figure(w.batch / decode.value, "estimated", basis) if decode.value else none
     return Candidate(
         model=entry.id,
         backend="transformers",
@@ -421,7 +368,7 @@ def estimated_candidate(
 
 def gather(
     store: Any, profile: Profile, *, here: str, estimates: bool = True
-) -> tuple[list[Candidate], Calibration]:
+) -> tuple[list[Candidate], Basis]:
     """Measured candidates, then estimates for catalog models without results."""
     measured = measured_candidates(store, profile, here)
     cal = calibrate(store, measured, here)

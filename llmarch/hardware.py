@@ -134,8 +134,8 @@ def measure(
 
 
 def machine_key(device: str = "cpu") -> str:
-    """The cache key: what decides these limits (see candidates.hardware_key)."""
-    from llmarch.candidates import hardware_key
+    """The cache key: what decides these limits (see predict.hardware_key)."""
+    from llmarch.predict import hardware_key
 
     return hardware_key(machine_info(), device)
 
@@ -178,3 +178,67 @@ def limits(device: str = "cpu", *, refresh: bool = False) -> DeviceLimits:
     except OSError as exc:  # a read-only cache: measure each time
         log.warning("cannot cache hardware figures in %s: %s", path, exc)
     return found
+
+
+def as_dict(found: DeviceLimits) -> dict[str, Any]:
+    return asdict(found)
+
+
+# -- published figures of common accelerators ---------------------------------
+
+
+@dataclass(frozen=True)
+class KnownDevice:
+    """A device's published memory bandwidth and dense matmul peak."""
+
+    name: str
+    memory_bytes: int
+    bandwidth: float  # bytes/s
+    matmul_flops: dict[str, float]  # dtype -> FLOP/s, dense (no sparsity)
+    source: str = "vendor data sheet"
+
+    def as_limits(self) -> dict[str, Any]:
+        return {
+            "device": "named",
+            "name": self.name,
+            "read_bandwidth": self.bandwidth,
+            "matmul_flops": self.matmul_flops,
+            "method": f"published figures ({self.source})",
+        }
+
+
+def _dev(name: str, gb: float, tbs: float, bf16: float | None, fp32: float,
+         fp16: float | None = None) -> KnownDevice:  # fmt: skip
+    flops = {"float32": fp32 * 1e12}
+    if bf16:
+        flops["bfloat16"] = bf16 * 1e12
+    flops["float16"] = (fp16 or bf16 or fp32) * 1e12
+    return KnownDevice(name, int(gb * 1e9), tbs * 1e12, flops)
+
+
+# Dense tensor-core bf16/fp16 and plain fp32 (no TF32) TFLOP/s, TB/s, GB.
+KNOWN_DEVICES: dict[str, KnownDevice] = {
+    "h100-sxm": _dev("NVIDIA H100 SXM 80GB", 80, 3.35, 989, 67),
+    "h100-pcie": _dev("NVIDIA H100 PCIe 80GB", 80, 2.0, 756, 51),
+    "h200": _dev("NVIDIA H200 141GB", 141, 4.8, 989, 67),
+    "a100-80gb": _dev("NVIDIA A100 SXM 80GB", 80, 2.039, 312, 19.5),
+    "a100-40gb": _dev("NVIDIA A100 40GB", 40, 1.555, 312, 19.5),
+    "l40s": _dev("NVIDIA L40S 48GB", 48, 0.864, 362, 91.6),
+    "l4": _dev("NVIDIA L4 24GB", 24, 0.300, 121, 30.3),
+    "a10": _dev("NVIDIA A10 24GB", 24, 0.600, 125, 31.2),
+    "t4": _dev("NVIDIA T4 16GB", 16, 0.320, None, 8.1, fp16=65),
+    "rtx-4090": _dev("NVIDIA GeForce RTX 4090 24GB", 24, 1.008, 165, 82.6),
+    "rtx-3090": _dev("NVIDIA GeForce RTX 3090 24GB", 24, 0.936, 71, 35.6),
+    "mi300x": _dev("AMD Instinct MI300X 192GB", 192, 5.3, 1307, 163.4),
+}
+
+
+def known_device(name: str) -> KnownDevice:
+    from llmarch.errors import ConfigError
+
+    key = name.strip().lower().replace("_", "-").replace(" ", "-")
+    if key not in KNOWN_DEVICES:
+        raise ConfigError(
+            f"unknown device {name!r}: use one of {', '.join(KNOWN_DEVICES)}"
+        )
+    return KNOWN_DEVICES[key]

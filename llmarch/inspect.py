@@ -248,6 +248,44 @@ def check_options(
     _kv_bytes_per_element(kv_dtype)
 
 
+def prediction(
+    a: arch.Architecture,
+    basis: Any,
+    *,
+    weights_dtype: str,
+    kv_dtype: str,
+    prompt_tokens: int,
+    new_tokens: int,
+    batch: int,
+) -> dict[str, Any]:
+    """Predicted decode tokens/s and TTFT (llmarch.predict) for one setting."""
+    from llmarch.predict import predicted, work_for
+
+    work = work_for(a, weights_dtype, _kv_bytes_per_element(kv_dtype))
+    guess = predicted(
+        work,
+        basis,
+        weights_dtype=weights_dtype,
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        batch=batch,
+    )
+    return {
+        "where": basis.where,
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "batch": batch,
+        "weights_dtype": weights_dtype,
+        "decode_tps": guess.decode_tps if guess else None,
+        "ttft_s": guess.ttft_s if guess else None,
+        "decode_step_bytes": guess.step_bytes if guess else None,
+        "prefill_flops": guess.prefill_flops if guess else None,
+        "bandwidth_efficiency": basis.efficiency.bandwidth,
+        "flops_efficiency": basis.efficiency.flops,
+        "basis": basis.note(),
+    }
+
+
 def report(
     model: ModelConfig,
     *,
@@ -256,6 +294,9 @@ def report(
     weights_dtype: str,
     kv_dtype: str,
     free_memory: dict[str, int] | None = None,
+    basis: Any = None,
+    prompt_tokens: int = 512,
+    new_tokens: int = 128,
 ) -> dict[str, Any]:
     """Every figure ``inspect`` shows for one model, as plain data (bytes, counts)."""
     check_options(
@@ -328,4 +369,15 @@ def report(
         "open_weights": entry.open_weights if entry else None,
         "hf_repo": entry.hf_repo if entry else None,
         "api_ids": entry.api_ids if entry else {},
+        "prediction": prediction(
+            a,
+            basis,
+            weights_dtype=weights_dtype,
+            kv_dtype=kv_dtype,
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            batch=batch,
+        )
+        if basis is not None
+        else None,
     }

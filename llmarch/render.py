@@ -83,6 +83,22 @@ def inspect_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     for budget, fits in r["fits"].items():
         rows.append((f"fits in {budget}", "yes" if fits else "no"))
+    pred = r.get("prediction")
+    if pred:
+        setting = f"P={pred['prompt_tokens']} N={pred['new_tokens']} B={pred['batch']}"
+        if pred.get("decode_tps") is None and pred.get("ttft_s") is None:
+            rows.append((f"predicted speed ({pred['where']})", pred["basis"]))
+        else:
+            rows.append(
+                (
+                    f"predicted decode tok/s ({setting})",
+                    f"~{pred['decode_tps']:,.1f}" if pred["decode_tps"] else "–",
+                )
+            )
+            rows.append(
+                (f"predicted TTFT ms ({setting})", f"~{pred['ttft_s'] * 1e3:,.0f}")
+            )
+            rows.append(("prediction basis", pred["basis"]))
     if r["license"]:
         rows.append(
             (

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from llmarch.metrics import METRIC_UNITS
+from llmarch.roofline import add_utilisation
 from llmarch.stats import STAT_NAMES, summarize
 
 # A local backend runs ``batch`` prompts in one generation; an API backend
@@ -34,8 +35,14 @@ SECTION_UNITS = {
 }
 
 
-def summarize_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (prompt tokens, new tokens, batch), warm-ups excluded."""
+def summarize_samples(
+    samples: list[dict[str, Any]], run: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One row per (prompt tokens, new tokens, batch), warm-ups excluded.
+
+    With the ``run``, rows gain ``mbu`` and ``mfu`` (see llmarch.roofline)
+    from the model's work and the machine's limits stored with it.
+    """
     groups: dict[tuple[int, ...], list[dict[str, Any]]] = defaultdict(list)
     for s in samples:
         if not s.get("is_warmup"):
@@ -68,7 +75,12 @@ def summarize_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         )
         peaks = [s["peak_memory_bytes"] for s in group if s.get("peak_memory_bytes")]
         row["peak_memory_bytes"] = max(peaks) if peaks else None
+        for phase in ("prefill_peak_bytes", "decode_peak_bytes"):  # CUDA only
+            found = [s[phase] for s in group if s.get(phase)]
+            row[phase] = max(found) if found else None
         rows.append(row)
+    if run is not None:
+        add_utilisation(rows, run)
     return rows
 
 
@@ -111,6 +123,8 @@ HEADLINE_COLUMNS = (
     ("KV measured (MiB)", "kv_bytes_measured", 1 / MIB, 3),
     ("KV computed (MiB)", "kv_bytes_computed", 1 / MIB, 3),
     ("peak memory (MiB)", "peak_memory_bytes", 1 / MIB, 0),
+    ("MBU (%)", "mbu", 100, 1),
+    ("MFU (%)", "mfu", 100, 1),
 )
 
 
@@ -140,6 +154,8 @@ CONSOLE_COLUMNS = (
     ("e2e\ns", "e2e_s_median", 1, 2),
     ("KV\nMiB", "kv_bytes_measured", 1 / MIB, 2),
     ("peak\nMiB", "peak_memory_bytes", 1 / MIB, 0),
+    ("MBU\n%", "mbu", 100, 1),
+    ("MFU\n%", "mfu", 100, 1),
 )
 
 
@@ -154,7 +170,7 @@ def console_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
         for c in CONSOLE_COLUMNS
         if not (c[1] == "concurrency" and all((r.get(c[1]) or 1) == 1 for r in rows))
         and not (
-            c[1] in ("kv_bytes_measured", "peak_memory_bytes")
+            c[1] in ("kv_bytes_measured", "peak_memory_bytes", "mbu", "mfu")
             and all(r.get(c[1]) is None for r in rows)
         )
     ]
@@ -354,7 +370,7 @@ def write_reports(
     metric) and ``<run_id>-items.jsonl`` (every scored item); the speed CSV
     gains the quality figures as columns, so one table holds both.
     """
-    rows = summarize_samples(samples)
+    rows = summarize_samples(samples, run)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     if rows or not quality:

@@ -39,6 +39,38 @@ from llmarch.sysinfo import library_versions, machine_info
 
 log = logging.getLogger(__name__)
 
+KV_ELEMENT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+LOCAL_BACKENDS = ("transformers", "llamacpp")
+
+
+def _work_and_limits(
+    backend: Backend, weight_bytes: int | None, console: Console
+) -> dict[str, Any]:
+    """The model's work and this machine's limits, for MBU and MFU.
+
+    Only local backends whose architecture llmarch knows have them; the
+    limits are measured once per machine (about 10 s) and cached.
+    """
+    from llmarch import hardware
+    from llmarch.roofline import Work
+
+    a = getattr(backend, "arch", None)
+    if a is None or not weight_bytes or backend.NAME not in LOCAL_BACKENDS:
+        return {}
+    kv_elem = getattr(backend, "kv_bytes_per_element", None) or KV_ELEMENT_BYTES.get(
+        backend.dtype, 4
+    )
+    work = Work.from_arch(a, weight_bytes=weight_bytes, kv_bytes_per_element=kv_elem)
+    device = "cuda" if str(backend.device).startswith("cuda") else "cpu"
+    found = hardware.cached(device)
+    if found is None:
+        with console.status(
+            f"Measuring this machine's {device} bandwidth and FLOP/s once "
+            "(about 10 s; cached, `llmarch hardware` shows them)"
+        ):
+            found = hardware.limits(device)
+    return {"work": work.as_dict(), "hardware": hardware.as_dict(found)}
+
 
 @dataclass
 class BenchRequest:
@@ -64,6 +96,10 @@ class BenchRequest:
     quality: EvalSettings | None = None  # --tasks: quality in the same run
     speed: bool = True  # False for ``llmarch eval``: quality alone
     resume: bool = True  # continue an unfinished run with the same settings
+    quant: str = "none"  # transformers: none, bnb-8bit, bnb-4bit
+    device_map: str = "none"  # transformers: none or auto (spread over devices)
+    max_memory: str | None = None  # with device_map auto: "0=20GiB,cpu=64GiB"
+    kv_cache: str = "dynamic"  # transformers: dynamic, offloaded, fp8, int4, int2
 
     def settings(self) -> BenchSettings:
         return BenchSettings(
@@ -138,10 +174,30 @@ def transformers_factory(ref: ModelRef, request: BenchRequest) -> Backend:
         force=request.force,
         max_tokens=tokens,
         max_batch=batch,
+        quant=request.quant,
+        device_map=request.device_map,
+        max_memory=request.max_memory,
+        kv_cache=request.kv_cache,
     )
 
 
-BACKENDS = ("auto", "transformers", "openai", "gemini")
+def llamacpp_factory(ref: ModelRef, request: BenchRequest) -> Backend:
+    from llmarch.backends.llamacpp_backend import LlamaCppBackend
+    from llmarch.quality.local import DEFAULT_MAX_LENGTH
+
+    settings = request.settings() if request.speed else None
+    quality = request.quality
+    return LlamaCppBackend(
+        ref,
+        device=request.device,
+        dtype=request.dtype,
+        max_tokens=settings.max_context() if settings else 0,
+        max_batch=max(settings.batch) if settings else 1,
+        quality_tokens=(quality.max_length or DEFAULT_MAX_LENGTH) if quality else 0,
+    )
+
+
+BACKENDS = ("auto", "transformers", "llamacpp", "openai", "gemini")
 
 
 def choose_backend(request: Any) -> str:
@@ -284,6 +340,7 @@ def _start_or_resume(
     *,
     resume: bool,
     console: Console,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[str, bool]:
     """A new run, or the latest unfinished one with the same settings."""
     identity = {
@@ -318,6 +375,7 @@ def _start_or_resume(
             "versions": library_versions(),
             "model": backend.describe(),
             "spec": ref.spec,
+            **(extra or {}),
         },
     )
     return run_id, False
@@ -344,12 +402,15 @@ def run_bench(
         ref, backend = _gemini_backend(request)
     else:
         ref = resolve(request.model)
-        backend = (backend_factory or transformers_factory)(ref, request)
+        local = llamacpp_factory if kind == "llamacpp" else transformers_factory
+        backend = (backend_factory or local)(ref, request)
     check_backend(backend, tasks)
     store = ResultStore(request.db)
 
     loading = f"Loading {ref.name} ({backend.device}, {backend.dtype})" + (
-        ": converting the GGUF once, about a minute" if ref.needs_conversion else ""
+        ": converting the GGUF once, about a minute"
+        if ref.needs_conversion and backend.NAME == "transformers"
+        else ""
     )
     if not console.is_terminal:
         console.print(loading, highlight=False)
@@ -357,10 +418,22 @@ def run_bench(
         load = backend.load()
 
     stored_settings: dict[str, Any] = settings.as_dict() if settings else {}
+    extra = _work_and_limits(backend, load.weight_bytes, console) if settings else {}
     if quality is not None:
         stored_settings["quality"] = quality.key()
+    if backend.NAME == "transformers":  # formats and placement tell runs apart
+        for name in ("quant", "kv_cache", "device_map"):
+            value = getattr(request, name, None)
+            if value not in (None, "none", "dynamic"):
+                stored_settings[name] = value
     run_id, resumed = _start_or_resume(
-        store, ref, backend, stored_settings, resume=request.resume, console=console
+        store,
+        ref,
+        backend,
+        stored_settings,
+        resume=request.resume,
+        console=console,
+        extra=extra,
     )
     store.update_run(
         run_id,
@@ -419,7 +492,7 @@ def run_bench(
     reports = write_reports(
         run, samples, request.out_dir, quality=quality_rows, items=items
     )
-    document = json_document(run, summarize_samples(samples), samples)
+    document = json_document(run, summarize_samples(samples, run), samples)
     if quality is not None:
         document["quality"] = quality_rows
     store.close()

@@ -44,10 +44,12 @@ def add_speed_run(
     run_id: str | None = None,
     started_at: str | None = None,
     extra_meta: dict[str, Any] | None = None,
+    run_meta: dict[str, Any] | None = None,
 ) -> str:
     """A completed run with one setting whose figures are the ones given.
 
-    ``jitter`` spreads the repeats' decode speed by +/- that fraction.
+    ``jitter`` spreads the repeats' decode speed by +/- that fraction;
+    ``run_meta`` adds run metadata (``work`` and ``hardware`` for MBU / MFU).
     """
     run_id = store.start_run(
         model=model,
@@ -58,6 +60,7 @@ def add_speed_run(
         metadata={
             "machine": machine or MACHINE,
             "model": {"parameters": params, **(extra_meta or {})},
+            **(run_meta or {}),
         },
         run_id=run_id,
     )

@@ -215,22 +215,45 @@ def test_confidence_falls_when_the_lead_is_within_noise(tmp_path):
     assert result["confidence"]["level"] == "high"
 
 
+# A measured run's work and this machine's limits, chosen so MBU and MFU come
+# out by hand: one layer of 4 query heads and 1 KV head of 250 + 250
+# elements at 2 bytes -> 1000 KV bytes per token; 5e8 parameters of which
+# 1e8 are the output projection; 1 GB of weights.
+WORK = {
+    "params_total": 5 * 10**8,
+    "params_active_compute": 5 * 10**8,
+    "lm_head_params": 10**8,
+    "weight_bytes": 10**9,
+    "kv_bytes_per_element": 2,
+    "layers": [
+        {
+            "count": 1, "attention": "full", "window": None, "q_heads": 4,
+            "kv_heads": 1, "head_dim": 250, "v_head_dim": 250,
+        }
+    ],
+}  # fmt: skip
+LIMITS = {"read_bandwidth": 2e10, "matmul_flops": {"float32": 1e12, "bfloat16": 5e11}}
+# P=128, N=9, B=1 at 10 tok/s and TTFT 0.2 s:
+# step bytes = 1e9 + 1000 * mean(129..136) = 1e9 + 132500
+MBU = (1e9 + 132_500) * 10 / 2e10  # 0.50006625
+# prefill FLOPs = 2*128*(5e8 - 1e8) + 2*4*500*(128*129/2) + 2*1e8
+MFU = (2 * 128 * 4e8 + 4000 * 8256 + 2e8) / 0.2 / 1e12  # 0.51316512
+
+
 def test_a_candidate_with_only_estimates(tmp_path):
     store = store_at(tmp_path / "db.sqlite")
-    # One measured local run calibrates this machine: 1 GB of weights, 1 MB of
-    # KV, 10 tok/s -> 10 * 1.001e9 B/s read; prefill 128 tokens in 0.2 s with
-    # 5e8 parameters -> 640 * 2 * 5e8 = 6.4e11 FLOP/s; peak 1.5 GB -> 0.499 GB
-    # overhead beyond weights and KV.
     add_speed_run(
         store, "measured", decode_tps=10, ttft_s=0.2, peak_bytes=15 * 10**8,
-        kv_bytes=10**6,
+        kv_bytes=10**6, run_meta={"work": WORK, "hardware": LIMITS},
     )  # fmt: skip
     profile = _profile(
         max_memory_gb=100, min_quality={"arc-easy": 0.3}, estimate_dtype="bfloat16"
     )
     result, cal = _recommend(store, profile, estimates=True)
-    assert cal.bandwidth == pytest.approx(10 * 1.001e9)
-    assert cal.flops == pytest.approx(128 / 0.2 * 2 * 5e8)
+    assert MBU == pytest.approx(0.50006625) and MFU == pytest.approx(0.51316512)
+    assert cal.efficiency.bandwidth == pytest.approx(MBU)
+    assert cal.efficiency.flops == pytest.approx(MFU)
+    assert cal.limits == LIMITS
     assert cal.overhead_bytes == pytest.approx(15e8 - 1e9 - 1e6)
 
     est = _by_model(result)["gemma-3-1b"]
@@ -240,25 +263,63 @@ def test_a_candidate_with_only_estimates(tmp_path):
     kv = a.kv_bytes(tokens=128 + 9 - 1, batch=1, bytes_per_element=2)
     weights = a.params_total * 2
     assert c.memory_bytes.value == pytest.approx(weights + kv + cal.overhead_bytes)
-    assert c.decode_tps.value == pytest.approx(
-        10 * 1.001e9 / (a.params_active_compute * 2 + kv)
+    # Decode: the mean KV over the steps making tokens 2..9 (P + i - 1 tokens).
+    mean_kv = (
+        sum(a.kv_bytes(tokens=128 + i - 1, bytes_per_element=2) for i in range(2, 10))
+        / 8
     )
-    assert c.ttft_s.value == pytest.approx(
-        2 * a.params_active_compute * 128 / cal.flops
-    )
+    step = a.params_active_compute * 2 + mean_kv
+    assert c.decode_tps.value == pytest.approx(MBU * 2e10 / step)
+    # TTFT: prefill FLOPs at bfloat16's 5e11 x MFU (compute-bound here).
+    heads = sum(
+        2 * x.q_heads * (x.head_dim + x.v_head_dim) * (
+            128 * 129 // 2 if x.window is None or x.window >= 128
+            else x.window * (x.window + 1) // 2 + (128 - x.window) * x.window
+        )
+        for x in a.layers
+    )  # fmt: skip
+    head = a.vocab_size * a.hidden_size
+    flops = 2 * 128 * (a.params_active_compute - head) + heads + 2 * head
+    assert flops / (MFU * 5e11) > a.params_active_compute * 2 / (MBU * 2e10)
+    assert c.ttft_s.value == pytest.approx(flops / (MFU * 5e11))
+    assert "this machine" in c.decode_tps.note and "50%" in c.decode_tps.note
     # No quality result: the quality constraint removes it, and says why.
     assert est.first_failure.name == "min_quality.arc-easy"
     assert "measured" in _by_model(result)  # measured and estimated side by side
     assert _by_model(result)["measured"].candidate.kind == "measured"
 
 
-def test_estimates_without_a_measured_run_leave_speed_unknown(tmp_path):
+def test_estimates_without_measured_limits_leave_speed_unknown(tmp_path, monkeypatch):
+    from llmarch import hardware
+
+    monkeypatch.setattr(hardware, "cached", lambda device="cpu": None)
     store = store_at(tmp_path / "db.sqlite")
     result, cal = _recommend(store, _profile(min_decode_tps=1), estimates=True)
-    assert cal.bandwidth is None
+    assert cal.limits is None
     r = _by_model(result)["gemma-3-1b"]
     assert not r.candidate.decode_tps.known
     assert r.first_failure.name == "min_decode_tps"
+
+
+def test_estimates_from_cached_limits_use_default_efficiencies(tmp_path, monkeypatch):
+    from llmarch import hardware, roofline
+
+    cached = hardware.DeviceLimits(
+        "cpu", "Test CPU", 2e10, 3e10, {"float32": 1e12, "bfloat16": 5e11}, "test"
+    )
+    monkeypatch.setattr(hardware, "cached", lambda device="cpu": cached)
+    store = store_at(tmp_path / "db.sqlite")
+    result, cal = _recommend(store, _profile(), estimates=True)
+    assert cal.efficiency.source == "defaults"
+    a = arch.from_config(read_model("gemma-3-1b").config)
+    mean_kv = (
+        sum(a.kv_bytes(tokens=128 + i - 1, bytes_per_element=2) for i in range(2, 10))
+        / 8
+    )
+    c = _by_model(result)["gemma-3-1b"].candidate
+    assert c.decode_tps.value == pytest.approx(
+        roofline.DEFAULT_BW_EFFICIENCY * 2e10 / (a.params_active_compute * 2 + mean_kv)
+    )
 
 
 # -- profiles -------------------------------------------------------------------
