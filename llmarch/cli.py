@@ -184,6 +184,29 @@ def bench(
     max_length: MaxLength = None,
     max_new_tokens: MaxNewTokens = None,
     resume: Resume = True,
+    quant: Annotated[
+        str,
+        typer.Option(
+            help="Weights: none, bnb-8bit or bnb-4bit (bitsandbytes; "
+            "pip install 'llmarch[gpu]')."
+        ),
+    ] = "none",
+    device_map: Annotated[
+        str,
+        typer.Option(
+            help="none (one device) or auto (layers spread over GPUs, then CPU)."
+        ),
+    ] = "none",
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="With --device-map auto: memory per device, e.g. 0=20GiB,cpu=64GiB."
+        ),
+    ] = None,
+    kv_cache: Annotated[
+        str,
+        typer.Option(help="KV cache: dynamic, offloaded (CUDA), fp8, int4 or int2."),
+    ] = "dynamic",
 ) -> None:
     """Measure latency, throughput and memory of a model, locally or through an API.
 
@@ -218,6 +241,10 @@ def bench(
         timeout_s=timeout_s,
         quality=quality,
         resume=resume,
+        quant=quant,
+        device_map=device_map,
+        max_memory=max_memory,
+        kv_cache=kv_cache,
     )
     _run_and_print(request, as_json)
 
@@ -649,6 +676,10 @@ def _register_groups() -> None:
 
     app.add_typer(profiles_app, name="profiles")
     app.command("recommend")(recommend)
+    from llmarch.cli_exchange import results_export, results_import
+
+    results_app.command("export")(results_export)
+    results_app.command("import")(results_import)
     app.add_typer(results_app, name="results")
     app.command("report")(report)
     app.command("compare")(compare)

@@ -107,15 +107,53 @@ def available_bytes(device: str) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def module_weight_bytes(model: Any) -> int:
-    """Bytes of a torch module's parameters and buffers, shared tensors once."""
-    seen: set[int] = set()
-    total = 0
-    tensors = list(model.parameters()) + list(model.buffers())
-    for tensor in tensors:
-        key = tensor.data_ptr()
+def _quant_state_tensors(tensor: Any) -> list[Any]:
+    """Tensors bitsandbytes keeps beside a quantised weight, not as parameters.
+
+    ``Int8Params`` hold their float32 row scales in ``SCB``; ``Params4bit``
+    hold a ``quant_state`` with the block absmax, the code book and, with
+    double quantisation, a nested state with its own absmax and code.
+    """
+    extra = []
+    scb = getattr(tensor, "SCB", None)
+    if scb is not None:
+        extra.append(scb)
+    state = getattr(tensor, "quant_state", None)
+    while state is not None:
+        for name in ("absmax", "code", "offset"):
+            value = getattr(state, name, None)
+            if value is not None and hasattr(value, "data_ptr"):
+                extra.append(value)
+        state = getattr(state, "state2", None)
+    return extra
+
+
+def _weight_tensors(model: Any) -> list[Any]:
+    tensors = []
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        tensors.append(tensor)
+        tensors.extend(_quant_state_tensors(tensor))
+    return tensors
+
+
+def weight_bytes_by_device(model: Any) -> dict[str, int]:
+    """Bytes of parameters, buffers and quantisation state, per device, each once.
+
+    Tied tensors (one storage) count once; a quantised weight's scales count
+    with it. Keys are torch device strings (``cpu``, ``cuda:0``, ``meta``).
+    """
+    seen: set[tuple[str, int]] = set()
+    totals: dict[str, int] = {}
+    for tensor in _weight_tensors(model):
+        device = str(tensor.device)
+        key = (device, tensor.data_ptr())
         if key in seen:
             continue
         seen.add(key)
-        total += tensor.numel() * tensor.element_size()
-    return total
+        totals[device] = totals.get(device, 0) + tensor.numel() * tensor.element_size()
+    return totals
+
+
+def module_weight_bytes(model: Any) -> int:
+    """Bytes of a torch module's parameters, buffers and quantisation state."""
+    return sum(weight_bytes_by_device(model).values())

@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS samples (
     concurrency INTEGER,
     rate REAL,
     error TEXT,
-    text TEXT
+    text TEXT,
+    prefill_peak_bytes INTEGER,
+    decode_peak_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id);
 CREATE TABLE IF NOT EXISTS quality_items (
@@ -93,6 +95,8 @@ _ADDED_SAMPLE_COLUMNS = {
     "rate": "REAL",
     "error": "TEXT",
     "text": "TEXT",
+    "prefill_peak_bytes": "INTEGER",
+    "decode_peak_bytes": "INTEGER",
 }
 
 
@@ -230,6 +234,8 @@ class ResultStore:
             "rate": sample.rate,
             "error": sample.error,
             "text": sample.text,
+            "prefill_peak_bytes": sample.prefill_peak_bytes,
+            "decode_peak_bytes": sample.decode_peak_bytes,
         }
         relative = [round(t - sample.t0, 9) for t in sample.token_times]
         with self._tx() as c:

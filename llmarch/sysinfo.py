@@ -10,7 +10,15 @@ from typing import Any
 
 import psutil
 
-TRACKED_PACKAGES = ("torch", "transformers", "accelerate", "gguf", "llmarch")
+TRACKED_PACKAGES = (
+    "torch",
+    "transformers",
+    "accelerate",
+    "gguf",
+    "bitsandbytes",
+    "optimum-quanto",
+    "llmarch",
+)
 
 
 def cpu_model() -> str:
@@ -34,38 +42,69 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def gpu_info() -> dict[str, Any] | None:
-    """GPU name, memory and driver when torch sees CUDA; None otherwise."""
+def gpu_driver() -> str | None:
+    """The NVIDIA driver version: NVML (pynvml) when installed, else nvidia-smi."""
     try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    props = torch.cuda.get_device_properties(0)
-    driver = None
-    try:
-        import subprocess
+        import pynvml
 
-        driver = (
-            subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-            .stdout.strip()
-            .splitlines()[0]
-        )
-    except (OSError, IndexError, subprocess.SubprocessError):
+        pynvml.nvmlInit()
+        try:
+            found = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return found.decode() if isinstance(found, bytes) else str(found)
+    except Exception:  # noqa: BLE001 - missing module or no NVML: try nvidia-smi
         pass
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return done.stdout.strip().splitlines()[0] or None
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def gpu_info(cuda: Any = None, driver: Any = gpu_driver) -> dict[str, Any] | None:
+    """GPU names, memory, compute capability, CUDA and driver; None without CUDA.
+
+    ``cuda`` is ``torch.cuda`` unless a test passes a stand-in; the first
+    device's name and memory are repeated at the top level.
+    """
+    if cuda is None:
+        try:
+            import torch
+        except ImportError:
+            return None
+        cuda = torch.cuda
+        cuda_version = torch.version.cuda
+    else:
+        cuda_version = getattr(cuda, "version", None)
+    if not cuda.is_available():
+        return None
+    gpus = []
+    for i in range(cuda.device_count()):
+        props = cuda.get_device_properties(i)
+        gpus.append(
+            {
+                "index": i,
+                "name": props.name,
+                "memory_bytes": int(props.total_memory),
+                "capability": f"{props.major}.{props.minor}",
+            }
+        )
     return {
-        "name": props.name,
-        "memory_bytes": props.total_memory,
-        "count": torch.cuda.device_count(),
-        "cuda": torch.version.cuda,
-        "driver": driver,
+        "name": gpus[0]["name"] if gpus else None,
+        "memory_bytes": gpus[0]["memory_bytes"] if gpus else None,
+        "count": len(gpus),
+        "devices": gpus,
+        "cuda": cuda_version,
+        "driver": driver(),
     }
 
 

@@ -40,6 +40,10 @@ class GenerationSample:
     kv_bytes_measured: int | None = None
     kv_bytes_computed: int | None = None
     peak_memory_bytes: int | None = None
+    # CUDA: the allocator's peak from the request to the first new token, and
+    # from then to the last (None on CPU and for APIs).
+    prefill_peak_bytes: int | None = None
+    decode_peak_bytes: int | None = None
     output_ids: list[list[int]] | None = None
     # API backends: one sample per request, ``batch`` 1, sent with others at
     # ``concurrency``; token_times are the arrivals of text chunks.

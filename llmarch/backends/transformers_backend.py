@@ -9,6 +9,7 @@ id removed, so every run produces exactly the tokens asked for.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -20,7 +21,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers imports the 
 
 import torch  # noqa: E402
 
-from llmarch import arch, kvcache, memory  # noqa: E402
+from llmarch import arch, devices, kvcache, memory  # noqa: E402
+from llmarch import quant as quant_mod  # noqa: E402
 from llmarch.backends.base import Backend, GenerationSample, LoadInfo  # noqa: E402
 from llmarch.errors import BackendError, ConfigError, ModelError, ResourceError  # noqa: E402
 from llmarch.models import ModelRef, ensure_converted, parameter_count  # noqa: E402
@@ -48,6 +50,8 @@ GIB = 2**30
 # Log-likelihood batches hold their logits (rows x kept positions x vocab, in
 # float32) under this; longer requests go in smaller batches.
 LOGIT_BUDGET_BYTES = 1 * GIB
+# Measured weight bytes must be within this share of the arithmetic.
+WEIGHT_TOLERANCE = 0.001
 
 
 def resolve_device(device: str) -> str:
@@ -89,25 +93,6 @@ def _try_arch(config: Any) -> arch.Architecture | None:
         return None
 
 
-class _TokenClock:
-    """A generate() streamer that timestamps every decoding step."""
-
-    def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
-        self.times: list[float] = []
-
-    def put(self, value: torch.Tensor) -> None:
-        # generate() first puts the 2-D prompt, then one 1-D step of new tokens.
-        if value.dim() > 1:
-            return
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter())
-
-    def end(self) -> None:
-        pass
-
-
 class _StopOnText:
     """Stops each row once its decoded new text holds a stop sequence.
 
@@ -144,10 +129,23 @@ class TransformersBackend(TokenScorer, Backend):
         force: bool = False,
         max_tokens: int = 0,
         max_batch: int = 1,
+        quant: str = "none",
+        device_map: str = "none",
+        max_memory: str | None = None,
+        kv_cache: str = "dynamic",
     ) -> None:
         self.ref = ref
+        quant_mod.check_quant(quant)
+        devices.check_device_map(device_map)
+        self.max_memory = devices.parse_max_memory(max_memory)
+        if self.max_memory and device_map != "auto":
+            raise ConfigError("--max-memory only applies with --device-map auto")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.quant, self.device_map, self.kv_cache = quant, device_map, kv_cache
+        kvcache.check_kv_cache(kv_cache, device=self.device, arch=None)
+        self._stats: devices.DeviceStats | None = None
+        self._input_device: Any = self.device
         self.force = force
         self.max_tokens = max_tokens
         self.max_batch = max_batch
@@ -173,6 +171,11 @@ class TransformersBackend(TokenScorer, Backend):
             return int(2 * params * 4 * WEIGHT_OVERHEAD) + WORKING_MEMORY_BYTES
 
         weights = int(params * itemsize * WEIGHT_OVERHEAD)
+        if self.quant != "none":
+            weights = int(
+                quant_mod.weight_arithmetic(config, self.quant, self.dtype).total_bytes
+                * WEIGHT_OVERHEAD
+            )
         tokens, batch = self.max_tokens, self.max_batch
         kv = _try_arch(config)
         kv_bytes = (
@@ -193,6 +196,11 @@ class TransformersBackend(TokenScorer, Backend):
         if needed is None or self.force:
             return
         free = memory.available_bytes(self.device)
+        if self.device_map == "auto":  # spread over every GPU and the CPU
+            free = memory.available_bytes("cpu") + sum(
+                int(torch.cuda.mem_get_info(i)[0])
+                for i in range(torch.cuda.device_count())
+            )
         if needed > free:
             what = (
                 "to de-quantise its GGUF"
@@ -236,6 +244,12 @@ class TransformersBackend(TokenScorer, Backend):
                 "model folder whose config transformers knows."
             ) from exc
         self.check_context(config)
+        kvcache.check_kv_cache(
+            self.kv_cache, device=self.device, arch=_try_arch(config)
+        )
+        quant_mod.require_bitsandbytes(self.quant, self.device)
+        if self.quant == "bnb-4bit" and self.device == "cpu":
+            quant_mod.check_cpu_4bit_shapes(config, self.dtype)
         self.check_fits(config)
 
         with memory.PeakMemory(self.device) as peak:
@@ -243,7 +257,7 @@ class TransformersBackend(TokenScorer, Backend):
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
                 model = AutoModelForCausalLM.from_pretrained(
-                    str(folder), dtype=DTYPES[self.dtype]
+                    str(folder), **self._load_options()
                 )
             except (OSError, ValueError) as exc:
                 reason = str(exc).strip().splitlines()[0].rstrip(".")
@@ -251,7 +265,17 @@ class TransformersBackend(TokenScorer, Backend):
                     f"cannot load {self.ref.name} from {folder}: {reason}. "
                     "The folder must hold config.json, weights and a tokenizer."
                 ) from exc
-            model.to(self.device).eval()  # type: ignore[arg-type]
+            except (ImportError, RuntimeError) as exc:
+                if self.quant == "none":
+                    raise
+                reason = str(exc).strip().splitlines()[0].rstrip(".")
+                raise BackendError(
+                    f"bitsandbytes cannot load {self.ref.name} as {self.quant} on "
+                    f"{self.device}: {reason}. Use --quant none or another --device."
+                ) from exc
+            if self.quant == "none" and self.device_map == "none":
+                model.to(self.device)  # type: ignore[arg-type]
+            model.eval()
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
             load_s = time.perf_counter() - t
@@ -264,9 +288,13 @@ class TransformersBackend(TokenScorer, Backend):
             model.generation_config.pad_token_id = pad if pad is not None else 0
         self.model = model
         self.arch = _try_arch(model.config)
+        self._input_device = devices.input_device(model)
+        on_cuda = any(p.device.type == "cuda" for p in model.parameters())
+        self._stats = devices.CudaStats.for_model(model) if on_cuda else None
+        weights = self._weight_figures(model, config)
         return LoadInfo(
             load_s=load_s,
-            weight_bytes=memory.module_weight_bytes(model),
+            weight_bytes=weights["weight_bytes"],
             peak_memory_bytes=peak.bytes,
             converted=converting,
             convert_s=convert_s,
@@ -277,8 +305,56 @@ class TransformersBackend(TokenScorer, Backend):
                     if "convert_peak_rss_bytes" in self.ref.extra
                     else None
                 ),
+                **{k: v for k, v in weights.items() if k != "weight_bytes"},
             },
         )
+
+    def _load_options(self) -> dict[str, Any]:
+        """from_pretrained() arguments for --dtype, --quant and --device-map."""
+        options: dict[str, Any] = {"dtype": DTYPES[self.dtype]}
+        config = quant_mod.bnb_config(self.quant, DTYPES[self.dtype])
+        if config is not None:
+            if self.device_map == "auto":  # layers placed on the CPU stay unquantised
+                config.llm_int8_enable_fp32_cpu_offload = True
+            options["quantization_config"] = config
+        if self.device_map == "auto":
+            options["device_map"] = "auto"
+            if self.max_memory:
+                options["max_memory"] = self.max_memory
+        elif config is not None:  # bitsandbytes places the weights as it loads
+            options["device_map"] = {"": self.device}
+        return options
+
+    def _weight_figures(self, model: Any, config: Any) -> dict[str, Any]:
+        """Measured weight bytes (total, per device), the arithmetic, and where."""
+        by_device = memory.weight_bytes_by_device(model)
+        measured = sum(by_device.values())
+        figures: dict[str, Any] = {
+            "weight_bytes": measured,
+            "weight_bytes_by_device": by_device,
+            "quant": self.quant,
+            "device_map": devices.placement(model),
+        }
+        # Layers accelerate put on the CPU (or disk) are left unquantised.
+        offloaded = [
+            name
+            for name, where in figures["device_map"].items()
+            if name and where in ("cpu", "disk")
+        ]
+        try:
+            expected = quant_mod.weight_arithmetic(
+                config, self.quant, self.dtype, skip=offloaded
+            )
+        except Exception as exc:  # noqa: BLE001 - a model class without a meta build
+            log.warning("no weight arithmetic for %s: %s", self.ref.name, exc)
+            return figures
+        figures["weight_bytes_computed"] = expected.total_bytes
+        figures["weight_arithmetic"] = expected.as_dict()
+        figures["weight_match"] = (
+            abs(measured - expected.total_bytes)
+            <= WEIGHT_TOLERANCE * expected.total_bytes
+        )
+        return figures
 
     def describe(self) -> dict[str, Any]:
         if self.model is None:
@@ -296,6 +372,9 @@ class TransformersBackend(TokenScorer, Backend):
                 else None
             ),
             "attention": self.arch.attention_kind() if self.arch else None,
+            "quant": self.quant,
+            "kv_cache": self.kv_cache,
+            "device_map": self.device_map,
             "layers": getattr(cfg.get_text_config(), "num_hidden_layers", None),
             "sliding_window": getattr(cfg, "sliding_window", None),
             "context_length": getattr(
@@ -316,24 +395,25 @@ class TransformersBackend(TokenScorer, Backend):
         rows = prompt_token_ids(
             self.tokenizer, prompt_tokens=prompt_tokens, batch=batch
         )
-        input_ids = torch.tensor(rows, dtype=torch.long, device=self.device)
+        input_ids = torch.tensor(rows, dtype=torch.long, device=self._input_device)
         attention_mask = torch.ones_like(input_ids)
         config = GenerationConfig(
             max_new_tokens=new_tokens,
             do_sample=False,
             return_dict_in_generate=True,
+            **kvcache.generation_options(self.kv_cache),
         )
-        clock = _TokenClock(self.device)
+        clock = devices.PhaseClock(self._stats)
 
         # Hand freed heap back to the OS only when the setting changes: the
         # repeats of one setting then start from the same heap, unslowed.
         setting = (prompt_tokens, new_tokens, batch)
         release = setting != self._last_setting
         self._last_setting = setting
-        with memory.PeakMemory(self.device, release_heap=release) as peak:
-            if self.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
+        # On CUDA the clock reads the allocator's peak per phase itself.
+        peak = memory.PeakMemory("cpu", release_heap=release)
+        with peak if self._stats is None else contextlib.nullcontext():
+            t0 = clock.start()
             out = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -362,15 +442,24 @@ class TransformersBackend(TokenScorer, Backend):
             if cache is not None
             else None,
             kv_bytes_computed=(
-                self.arch.kv_bytes(
-                    tokens=kv_tokens,
+                kvcache.computed_kv_bytes(
+                    self.arch,
+                    self.kv_cache,
+                    prompt_tokens=prompt_tokens,
+                    new_tokens=new_tokens,
                     batch=batch,
                     bytes_per_element=DTYPES[self.dtype].itemsize,
                 )
                 if self.arch
                 else None
             ),
-            peak_memory_bytes=peak.bytes,
+            peak_memory_bytes=(
+                peak.bytes
+                if self._stats is None
+                else max(clock.prefill_peak_bytes or 0, clock.decode_peak_bytes or 0)
+            ),
+            prefill_peak_bytes=clock.prefill_peak_bytes,
+            decode_peak_bytes=clock.decode_peak_bytes,
             output_ids=out.sequences[:, prompt_tokens:].tolist(),
             text=self.tokenizer.decode(out.sequences[0, prompt_tokens:]),
         )
@@ -447,9 +536,9 @@ class TransformersBackend(TokenScorer, Backend):
             mask[j, width - len(s) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
+            input_ids=ids.to(self._input_device),
+            attention_mask=mask.to(self._input_device),
+            position_ids=positions.to(self._input_device),
             use_cache=False,
             logits_to_keep=keep,
         )
@@ -507,8 +596,8 @@ class TransformersBackend(TokenScorer, Backend):
                 rows[j, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[j, width - len(encoded[i]) :] = 1
             out = self.model.generate(
-                input_ids=rows.to(self.device),
-                attention_mask=mask.to(self.device),
+                input_ids=rows.to(self._input_device),
+                attention_mask=mask.to(self._input_device),
                 generation_config=config,
                 stopping_criteria=[_StopOnText(self.tokenizer, stop, width)]
                 if stop
