@@ -120,28 +120,34 @@ def _list(db: Path | None, as_json: bool) -> None:
         caption="decode: highest median of any setting; TTFT: lowest median; "
         "peak: largest of any setting (MiB = 2^20 bytes)",
     )
-    # Fold rather than cut: an id or a number must never be shown truncated.
-    table.add_column("run", no_wrap=True)
-    table.add_column("started (UTC)", no_wrap=True)
-    for header in ("status", "model", "backend", "device"):
-        table.add_column(header, overflow="fold", min_width=6)
-    for header in ("samples", "decode\ntok/s", "TTFT\nms", "peak\nMiB"):
-        table.add_column(header, justify="right", overflow="fold")
-    table.add_column("quality", overflow="fold", min_width=16)
-    for h in lines:
-        table.add_row(
+    rows = [
+        [
             h["run_id"],
             str(h["started_at"]).replace("+00:00", "").replace("T", " ")[:16],
             h["status"],
             h["model"],
-            h["backend"],
-            h["device"] or "–",
+            f"{h['backend']} · {h['device'] or '–'}",
             str(h["samples"]),
             _num(h["decode_tps"], 1, 2),
             _num(h["ttft_s"], 1e3, 1),
             _num(h["peak_memory_bytes"], 1 / MIB, 0),
             _quality_text(h["quality"]),
+        ]
+        for h in lines
+    ]
+    headers = ["run", "started (UTC)", "status", "model", "backend · device"]
+    headers += ["samples", "decode\ntok/s", "TTFT\nms", "peak\nMiB", "quality"]
+    # Fold rather than cut: an id or a number must never be shown truncated
+    # (a minimum width would make a narrow terminal drop whole columns).
+    for i, header in enumerate(headers):
+        table.add_column(
+            header,
+            justify="right" if 5 <= i <= 8 else "left",
+            overflow="fold",
+            no_wrap=i == 0,
         )
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 

@@ -193,7 +193,8 @@ def report_profile(data: list[RunData]) -> tuple[Profile, str]:
         "the report's profile",
     )
     note = (
-        f"quality: mean of {', '.join(chosen) or 'no task'}; speed at "
+        f"quality: {'mean of ' + ', '.join(chosen) if chosen else 'no task scored'}; "
+        "speed at "
         f"P={workload['prompt_tokens']}, N={workload['new_tokens']}, "
         f"B={workload['batch']} (or the nearest setting measured)"
     )

@@ -84,6 +84,13 @@ def _series(
     return out
 
 
+def _plain_ticks(ax: Any) -> None:
+    """Label a log2 axis 1, 2, 4, ... rather than 2^0, 2^1, 2^2."""
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+
+
 def decode_vs_batch(data: list[RunData], path: Path) -> Plot:
     plot = Plot(
         "decode-vs-batch",
@@ -111,6 +118,7 @@ def decode_vs_batch(data: list[RunData], path: Path) -> Plot:
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", label=f"{labels[d.run_id]} · P={p} N={n}")
     ax.set_xscale("log", base=2)
+    _plain_ticks(ax)
     ax.set_xlabel("sequences in parallel (batch × concurrency)")
     ax.set_ylabel("decode median (tokens/s)")
     ax.set_title(plot.title)
@@ -147,6 +155,7 @@ def ttft_vs_prompt(data: list[RunData], path: Path) -> Plot:
             label=f"{labels[d.run_id]} · B={b} N={n}",
         )
     ax.set_xscale("log", base=2)
+    _plain_ticks(ax)
     ax.set_xlabel("prompt length (tokens)")
     ax.set_ylabel("TTFT median (ms)")
     ax.set_title(plot.title)
