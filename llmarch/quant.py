@@ -23,6 +23,7 @@ only, no weights), with ``d`` the bytes per element of ``--dtype``:
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -120,6 +121,9 @@ def bnb_config(quant: str, dtype: Any) -> Any:
     from transformers import BitsAndBytesConfig
 
     if quant == "bnb-8bit":
+        # LLM.int8() casts float32 inputs to float16 and logs a warning on every
+        # call, per layer and step; the README states the cast once instead.
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
         load_in_4bit=True,
