@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from llmarch import __version__, paths
-from llmarch.errors import LlmarchError
+from llmarch.errors import ConfigError, LlmarchError
 
 app = typer.Typer(
     help="Benchmark language models with one harness and choose one for a use case.",
@@ -168,7 +168,8 @@ def bench(
     backend: Annotated[
         str,
         typer.Option(
-            help="auto (local weights, else an API), transformers, openai or gemini."
+            help="auto (local weights, else an API), transformers, llamacpp (a "
+            "GGUF through llama.cpp), openai or gemini."
         ),
     ] = "auto",
     base_url: BaseUrl = None,
@@ -402,7 +403,8 @@ def eval_(
     backend: Annotated[
         str,
         typer.Option(
-            help="auto (local weights, else an API), transformers, openai or gemini."
+            help="auto (local weights, else an API), transformers, llamacpp (a "
+            "GGUF through llama.cpp), openai or gemini."
         ),
     ] = "auto",
     base_url: BaseUrl = None,
@@ -522,6 +524,30 @@ def models(
     out.print(table)
 
 
+def _prediction_basis(device_name: str | None, db: Path | None) -> Any:
+    """A named device's figures, or this machine's limits and efficiencies."""
+    from llmarch import hardware, predict
+    from llmarch.store import ResultStore
+    from llmarch.sysinfo import machine_info
+
+    if device_name:
+        return predict.named_device(device_name)
+    info = machine_info()
+    device = "cuda" if info.get("gpu") else "cpu"
+    if hardware.cached(device) is None:
+        with err.status(f"Measuring this machine's {device} limits once (about 10 s)"):
+            hardware.limits(device)
+    path = db or paths.db_path()
+    store = ResultStore(path) if path.exists() else None
+    try:
+        return predict.this_machine(
+            store, predict.hardware_key(info, device), device=device
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+
 @app.command()
 def inspect(
     models: Annotated[
@@ -535,6 +561,25 @@ def inspect(
     kv_dtype: Annotated[
         str, typer.Option(help="float32, bfloat16, float16 or int8 for the KV cache.")
     ] = "bfloat16",
+    prompt_tokens: Annotated[
+        int, typer.Option(help="Prompt length of the speed prediction.")
+    ] = 512,
+    new_tokens: Annotated[
+        int, typer.Option(help="New tokens of the speed prediction.")
+    ] = 128,
+    device_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Predict for a named device (`llmarch hardware --known`) "
+            "instead of this machine."
+        ),
+    ] = None,
+    predict: Annotated[
+        bool, typer.Option(help="Predict decode tokens/s and TTFT.")
+    ] = True,
+    db: Annotated[
+        Path | None, typer.Option(help="Results database the efficiencies come from.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Explain models' architectures in numbers, side by side."""
@@ -545,6 +590,9 @@ def inspect(
         check_options(
             context=context, batch=batch, weights_dtype=weights_dtype, kv_dtype=kv_dtype
         )
+        if prompt_tokens < 1 or new_tokens < 1:
+            raise ConfigError("--prompt-tokens and --new-tokens must be at least 1")
+        basis = _prediction_basis(device_name, db) if predict else None
         free = free_memory()
         reports = [
             report(
@@ -554,6 +602,9 @@ def inspect(
                 weights_dtype=weights_dtype,
                 kv_dtype=kv_dtype,
                 free_memory=free,
+                basis=basis,
+                prompt_tokens=prompt_tokens,
+                new_tokens=new_tokens,
             )
             for m in models
         ]
@@ -683,6 +734,9 @@ def _register_groups() -> None:
     app.add_typer(results_app, name="results")
     app.command("report")(report)
     app.command("compare")(compare)
+    from llmarch.cli_hardware import hardware
+
+    app.command("hardware")(hardware)
 
 
 _register_groups()

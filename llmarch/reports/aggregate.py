@@ -115,7 +115,7 @@ def load_runs(
         out.append(
             RunData(
                 run=run,
-                rows=summarize_samples(samples),
+                rows=summarize_samples(samples, run),
                 samples=samples if with_samples else [],
                 quality=summaries(store, run["run_id"]),
             )
