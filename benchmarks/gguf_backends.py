@@ -79,7 +79,7 @@ def bench(model: str, backend: str, args: argparse.Namespace, out: Path) -> dict
         "decode_tps": row["decode_tps_median"],
         "ttft_ms": row["ttft_s_median"] * 1e3,
         "peak_mib": row["peak_memory_bytes"] / MIB,
-        "weights_mib": (row.get("weight_bytes") or 0) / MIB,
+        "weights_mib": ((doc["run"].get("load") or {}).get("weight_bytes") or 0) / MIB,
         "arc_easy_acc": acc["value"],
         "arc_easy_stderr": acc.get("stderr"),
         "items": arc["items"],

@@ -220,7 +220,8 @@ class LlamaCppBackend(TokenScorer, Backend):
     @property
     def kv_bytes_per_element(self) -> float:
         """Bytes per K element of llama.cpp's cache (f16 unless changed)."""
-        return TYPE_BYTES[self.kv[0].type_k] if self.kv else 2.0
+        size = TYPE_BYTES[self.kv[0].type_k] if self.kv else 2.0
+        return int(size) if size.is_integer() else size
 
     def kv_bytes_measured(self) -> int | None:
         """What llama.cpp allocated, from the cell and layer counts it logged."""
