@@ -319,8 +319,10 @@ def _print_summary(document: dict[str, Any]) -> None:
 
     run = document["run"]
     headers, body = console_table(document["summary"])
+    quant = (run.get("load") or {}).get("quant")
+    title = f"{run['model']} · {run['backend']} · {run['device']} · {run['dtype']}"
     table = Table(
-        title=f"{run['model']} · {run['backend']} · {run['device']} · {run['dtype']}",
+        title=title + (f" · {quant}" if quant and quant != "none" else ""),
         caption="medians over measured runs (warm-ups excluded); "
         "KV ✓ = measured equals computed",
         box=box.SIMPLE_HEAD,

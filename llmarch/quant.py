@@ -120,6 +120,11 @@ def bnb_config(quant: str, dtype: Any) -> Any:
         return None
     from transformers import BitsAndBytesConfig
 
+    # Offline, bitsandbytes' CPU backend tries to fetch an optional faster
+    # 4-bit kernel from the hub, fails, and falls back to its built-in one,
+    # logging two warnings that need no action.
+    for name in ("kernels", "bitsandbytes.backends.cpu.ops"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if quant == "bnb-8bit":
         # LLM.int8() casts float32 inputs to float16 and logs a warning on every
         # call, per layer and step; the README states the cast once instead.

@@ -213,6 +213,8 @@ def markdown_report(
         ("device", run["device"]),
         ("dtype", run["dtype"]),
         ("weights (MiB)", _fmt(load.get("weight_bytes"), 1 / MIB, 1)),
+        ("quantisation", load.get("quant") or "none"),
+        ("weights computed (MiB)", _fmt(load.get("weight_bytes_computed"), 1 / MIB, 1)),
         ("load time (s)", _fmt(load.get("load_s"), 1, 2)),
         ("CPU", machine.get("cpu_model")),
         ("cores (logical)", machine.get("cpu_cores_logical")),
