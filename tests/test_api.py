@@ -7,28 +7,18 @@ The fixture starts the server on 127.0.0.1 with the packaged Gemma 3 270M
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import sqlite3
-import subprocess
-import time
-import urllib.request
 
 import pytest
 from typer.testing import CliRunner
 
 from llmarch.cli import app
 from llmarch.models import ensure_converted, resolve
+from tests.servers import free_port, running_server
 
 pytestmark = pytest.mark.slow
 cli = CliRunner()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,35 +29,16 @@ def server():
             "`transformers serve` is missing: pip install 'transformers[serving]'"
         )
     folder = str(ensure_converted(resolve("gemma-3-270m")))
-    port = _free_port()
-    log = open(os.devnull, "w")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen(
+    port = free_port()
+    with running_server(
         [exe, "serve", "--host", "127.0.0.1", "--port", str(port), folder],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"transformers serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                if json.load(r).get("status") == "ok":
-                    break
-        except OSError:
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("transformers serve did not come up in 180 s")
-    yield {"base_url": f"{base}/v1", "model": folder}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        port,
+        name="transformers serve",
+        ready_path="/health",
+        ready=lambda doc: doc.get("status") == "ok",
+        timeout_s=180,
+    ) as base:
+        yield {"base_url": f"{base}/v1", "model": folder}
 
 
 def test_local_and_server_agree_and_share_one_table(server, tmp_path):
@@ -172,7 +143,7 @@ def test_unreachable_server_is_one_line(tmp_path):
             "--backend",
             "openai",
             "--base-url",
-            f"http://127.0.0.1:{_free_port()}/v1",
+            f"http://127.0.0.1:{free_port()}/v1",
             "--db",
             str(tmp_path / "u.sqlite"),
         ],

@@ -9,14 +9,8 @@ weights, so their prompt log-probabilities must agree.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import socket
 import sqlite3
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from typer.testing import CliRunner
@@ -24,6 +18,7 @@ from typer.testing import CliRunner
 from llmarch.backends.llamacpp_tools import INSTALL
 from llmarch.cli import app
 from llmarch.models import assemble_embedded, resolve
+from tests.servers import free_port, running_server
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,58 +31,24 @@ cli = CliRunner()
 SERVED = "gemma-3-270m-q4"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     gguf = assemble_embedded(resolve("gemma-3-270m"))
-    port = _free_port()
-    log = open(os.devnull, "w")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--model_alias",
-            SERVED,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "512",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/v1/models", timeout=2) as r:
-                if json.load(r).get("data"):
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not come up in 120 s")
-    yield {"base_url": f"{base}/v1", "model": SERVED}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    port = free_port()
+    cmd = [
+        *(sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)),
+        *("--model_alias", SERVED, "--host", "127.0.0.1", "--port", str(port)),
+        *("--n_ctx", "512"),
+    ]
+    with running_server(
+        cmd,
+        port,
+        name="llama_cpp.server",
+        ready_path="/v1/models",
+        ready=lambda doc: bool(doc.get("data")),
+        timeout_s=120,
+    ) as base:
+        yield {"base_url": f"{base}/v1", "model": SERVED}
 
 
 def test_served_and_in_process_llama_cpp_share_one_table(server, tmp_path):

@@ -232,7 +232,7 @@ def test_csv_reads_back_with_types_and_values(reports):
     # Units: every measured column names its unit as a suffix.
     units = ("_s_", "_tps_", "_bytes", "_tokens")
     counts = {"batch", "concurrency", "n", "failed"}
-    fractions = {"mbu", "mfu", "prefill_eff"}  # utilisation, 0..1 (README: Report columns)
+    fractions = {"mbu", "mfu", "prefill_eff"}  # 0..1 (README: Report columns)
     for column in table.select_dtypes("number"):
         if column in fractions:
             continue
