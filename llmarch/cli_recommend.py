@@ -287,7 +287,8 @@ def recommend(
             table.add_column(
                 TERMINAL_HEADERS.get(h, h),
                 justify="left" if left else "right",
-                no_wrap=h != "verdict",
+                # Names and verdicts wrap so that no figure is ever cut.
+                no_wrap=h not in ("verdict", "model"),
                 min_width=14 if h == "verdict" else None,
                 overflow="fold",
             )
